@@ -1,0 +1,38 @@
+// Model metadata: the JSON written by superionic.export, parsed and validated without libtorch
+// so that the pair style and the tests share one reader.
+#ifndef SUPERIONIC_METADATA_H
+#define SUPERIONIC_METADATA_H
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace superionic {
+
+// Raised for anything wrong with a model file; the message is a single line meant for users.
+class ModelError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+constexpr int kMetadataFormatVersion = 1;
+constexpr const char *kMetadataName = "superionic.json";
+
+struct ModelMetadata {
+  int format_version = 0;
+  std::string model_kind;
+  std::vector<std::string> species;
+  double cutoff = 0.0;           // Angstrom
+  double receptive_field = 0.0;  // Angstrom, >= cutoff
+  std::string dtype;             // "float32" or "float64"
+  std::string units;             // always "metal"
+  std::string device;            // what the artefact was compiled for
+  std::string json;              // the raw text, for logs and the Python bindings
+};
+
+// Parses and validates; `source` names the file in error messages.
+ModelMetadata parse_metadata(const std::string &json, const std::string &source);
+
+}  // namespace superionic
+
+#endif

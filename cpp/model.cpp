@@ -1,0 +1,132 @@
+#include "model.h"
+
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <fstream>
+#include <optional>
+
+namespace superionic {
+namespace {
+
+// Torch messages carry C++ back-traces over many lines; users get the first line.
+std::string first_line(const std::string &text) {
+  auto end = text.find('\n');
+  return end == std::string::npos ? text : text.substr(0, end);
+}
+
+std::string torch_message(const std::exception &e) {
+  if (auto *c10 = dynamic_cast<const c10::Error *>(&e)) return first_line(c10->what_without_backtrace());
+  return first_line(e.what());
+}
+
+bool ends_with(const std::string &s, const std::string &suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+struct Model::Impl {
+  std::string path;
+  ModelMetadata meta;
+  torch::Device device{torch::kCPU};
+  torch::Dtype dtype = torch::kFloat64;
+  std::optional<torch::jit::Module> script;
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> package;
+
+  std::vector<torch::Tensor> run(std::vector<torch::Tensor> inputs) {
+    if (package) return package->run(inputs);
+    std::vector<torch::jit::IValue> args(inputs.begin(), inputs.end());
+    auto out = script->forward(args).toTuple();
+    return {out->elements()[0].toTensor(), out->elements()[1].toTensor()};
+  }
+};
+
+Model::Model(const std::string &path, const std::string &device) : impl_(new Impl) {
+  impl_->path = path;
+  if (!std::ifstream(path).good())
+    throw ModelError("cannot open model file '" + path + "'; check the path given to pair_coeff");
+  try {
+    impl_->device = torch::Device(device);
+  } catch (const std::exception &e) {
+    throw ModelError("unknown device '" + device + "': " + torch_message(e));
+  }
+  if (impl_->device.is_cuda() && !torch::cuda::is_available())
+    throw ModelError("device '" + device + "' requested but this libtorch sees no CUDA device");
+
+  std::string json;
+  if (ends_with(path, ".pt2")) {
+    try {
+      auto index = impl_->device.is_cuda() ? impl_->device.index() : static_cast<c10::DeviceIndex>(-1);
+      impl_->package = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model", false, 1, index);
+      auto meta = impl_->package->get_metadata();
+      auto it = meta.find(kMetadataName);
+      if (it != meta.end()) json = it->second;
+    } catch (const std::exception &e) {
+      throw ModelError("'" + path + "' is not a loadable AOTInductor package: " + torch_message(e));
+    }
+  } else if (ends_with(path, ".pt")) {
+    try {
+      torch::jit::ExtraFilesMap extra{{kMetadataName, ""}};
+      impl_->script = torch::jit::load(path, impl_->device, extra);
+      impl_->script->eval();
+      json = extra[kMetadataName];
+    } catch (const std::exception &e) {
+      throw ModelError("'" + path + "' is not a loadable TorchScript model: " + torch_message(e));
+    }
+  } else {
+    throw ModelError("model file '" + path + "' has an unknown extension; use .pt (TorchScript) or .pt2 (AOTInductor)");
+  }
+  impl_->meta = parse_metadata(json, path);
+  impl_->dtype = impl_->meta.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
+  if (impl_->package) {
+    bool compiled_for_cuda = impl_->meta.device.rfind("cuda", 0) == 0;
+    if (compiled_for_cuda != impl_->device.is_cuda())
+      throw ModelError("'" + path + "' was compiled for " + impl_->meta.device + " and cannot run on " +
+                       device + "; export it again for that device or use the .pt file");
+  }
+}
+
+Model::~Model() = default;
+
+const ModelMetadata &Model::metadata() const { return impl_->meta; }
+const std::string &Model::path() const { return impl_->path; }
+std::string Model::device() const { return impl_->device.str(); }
+
+void Model::compute(const double *edge_vec, const int64_t *edge_src, const int64_t *edge_dst,
+                    int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_local,
+                    double *atom_energy, double *edge_grad) {
+  try {
+    auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+    auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+    // from_blob borrows the caller's memory; .to() copies only when dtype or device differ.
+    auto vec = torch::from_blob(const_cast<double *>(edge_vec), {n_edges, 3}, f64)
+                   .to(impl_->device, impl_->dtype);
+    auto src = torch::from_blob(const_cast<int64_t *>(edge_src), {n_edges}, i64).to(impl_->device);
+    auto dst = torch::from_blob(const_cast<int64_t *>(edge_dst), {n_edges}, i64).to(impl_->device);
+    auto spc = torch::from_blob(const_cast<int64_t *>(species), {n_atoms}, i64).to(impl_->device);
+    auto nloc = torch::full({}, n_local, i64).to(impl_->device);
+    auto out = impl_->run({vec, src, dst, spc, nloc});
+    auto energy = out[0].to(torch::kCPU, torch::kFloat64).contiguous();
+    auto grad = out[1].to(torch::kCPU, torch::kFloat64).contiguous();
+    if (energy.numel() != n_local || grad.numel() != 3 * n_edges)
+      throw ModelError("model returned " + std::to_string(energy.numel()) + " atom energies and " +
+                       std::to_string(grad.numel() / 3) + " edge gradients, expected " +
+                       std::to_string(n_local) + " and " + std::to_string(n_edges));
+    std::copy(energy.data_ptr<double>(), energy.data_ptr<double>() + n_local, atom_energy);
+    std::copy(grad.data_ptr<double>(), grad.data_ptr<double>() + 3 * n_edges, edge_grad);
+  } catch (const ModelError &) {
+    throw;
+  } catch (const std::exception &e) {
+    throw ModelError("model '" + impl_->path + "' failed: " + torch_message(e));
+  }
+}
+
+int Model::cuda_device_count() { return static_cast<int>(torch::cuda::device_count()); }
+
+void Model::set_num_threads(int n) {
+  if (n > 0) torch::set_num_threads(n);
+}
+
+}  // namespace superionic

@@ -1,0 +1,1 @@
+"""Reference data: reading, validation and neighbour graphs."""

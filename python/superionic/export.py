@@ -1,0 +1,213 @@
+"""Export contract models to TorchScript (.pt) and AOTInductor (.pt2) with metadata inside.
+
+Both artefacts carry the same JSON metadata (format version, model kind, species, cutoff, receptive
+field, dtype, units, training-data hash, versions, device). Every export is checked before it is
+written: the artefact is loaded back and evaluated on a probe graph, and must reproduce the eager
+model; a file that exists therefore works.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from superionic import __version__
+from superionic.models.contract import ContractModel
+
+FORMAT_VERSION = 1
+METADATA_NAME = "superionic.json"
+SUFFIXES = (".pt", ".pt2")
+
+
+class ExportError(RuntimeError):
+    """The model could not be exported, or the artefact does not reproduce the model."""
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    format_version: int
+    model_kind: str
+    species: list[str]
+    cutoff: float
+    receptive_field: float
+    dtype: str
+    units: str
+    data_hash: str
+    superionic_version: str
+    torch_version: str
+    device: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> ModelMetadata:
+        try:
+            fields = json.loads(text)
+            return cls(**fields)
+        except (json.JSONDecodeError, TypeError) as err:
+            raise ExportError(f"{source}: unreadable superionic metadata ({err})") from err
+
+
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    dtypes = {t.dtype for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()}
+    if len(dtypes) != 1:
+        raise ExportError(f"model has floating tensors of dtypes {sorted(map(str, dtypes))}; use one.")
+    return dtypes.pop()
+
+
+def metadata_for(model: ContractModel, device: str = "cpu", data_hash: str = "none") -> ModelMetadata:
+    dtype = model_dtype(model)
+    if dtype not in (torch.float32, torch.float64):
+        raise ExportError(f"model dtype {dtype} unsupported; use float32 or float64.")
+    if model.receptive_field < model.cutoff:
+        raise ExportError(
+            f"receptive_field {model.receptive_field} < cutoff {model.cutoff}; it must be at least the cutoff."
+        )
+    return ModelMetadata(
+        format_version=FORMAT_VERSION,
+        model_kind=model.model_kind,
+        species=list(model.species_names),
+        cutoff=float(model.cutoff),
+        receptive_field=float(model.receptive_field),
+        dtype=str(dtype).removeprefix("torch."),
+        units="metal",
+        data_hash=data_hash,
+        superionic_version=__version__,
+        torch_version=torch.__version__,
+        device=device,
+    )
+
+
+def probe_inputs(
+    n_species: int, cutoff: float, dtype: torch.dtype, device: str, seed: int = 0
+) -> tuple[torch.Tensor, ...]:
+    """A small random cluster with ghosts: 27 atoms on a jittered grid, the first 12 owned."""
+    rng = np.random.default_rng(seed)
+    spacing = 0.6 * cutoff
+    grid = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    pos = spacing * grid + rng.uniform(-0.1, 0.1, grid.shape) * spacing
+    vec = pos[None, :, :] - pos[:, None, :]
+    dist = np.linalg.norm(vec, axis=-1)
+    src, dst = np.nonzero((dist < cutoff) & (dist > 0))
+    as_tensor = {"device": device}
+    return (
+        torch.tensor(vec[src, dst], dtype=dtype, **as_tensor),
+        torch.tensor(src, dtype=torch.int64, **as_tensor),
+        torch.tensor(dst, dtype=torch.int64, **as_tensor),
+        torch.tensor(rng.integers(0, n_species, len(pos)), dtype=torch.int64, **as_tensor),
+        torch.tensor(12, dtype=torch.int64, **as_tensor),
+    )
+
+
+def _check_reproduces(eager: ContractModel, artefact, inputs, dtype: torch.dtype, what: str) -> None:
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    expected = eager(*inputs)
+    got = artefact(*inputs)
+    for name, ref, out in zip(("atom_energy", "edge_grad"), expected, got):
+        scale = float(ref.abs().max()) if ref.numel() else 0.0
+        err = float((out - ref).abs().max()) if ref.numel() else 0.0
+        if not err <= tol * max(scale, 1.0):
+            raise ExportError(
+                f"{what} output {name} differs from the eager model by {err:.3g} (tolerance "
+                f"{tol:g}); the model likely uses an operation torch.export mis-traces "
+                "(see ContractModel's docstring)."
+            )
+
+
+def _write_atomic(target: Path, write) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def export_torchscript(model: ContractModel, path: Path, meta: ModelMetadata) -> None:
+    scripted = torch.jit.script(model.eval())
+    dtype = model_dtype(model)
+
+    def write(tmp: Path) -> None:
+        torch.jit.save(scripted, str(tmp), _extra_files={METADATA_NAME: meta.to_json()})
+        loaded = torch.jit.load(str(tmp), map_location=meta.device)
+        inputs = probe_inputs(len(meta.species), meta.cutoff, dtype, meta.device)
+        _check_reproduces(model, loaded, inputs, dtype, f"TorchScript export {path}")
+
+    _write_atomic(path, write)
+
+
+def export_aoti(model: ContractModel, path: Path, meta: ModelMetadata) -> None:
+    from torch.export import Dim
+
+    dtype = model_dtype(model)
+    inputs = probe_inputs(len(meta.species), meta.cutoff, dtype, meta.device)
+    edges = Dim("n_edges", min=0)
+    atoms = Dim("n_atoms", min=0)
+    program = torch.export.export(
+        model.eval(),
+        inputs,
+        dynamic_shapes=({0: edges}, {0: edges}, {0: edges}, {0: atoms}, None),
+        strict=False,
+    )
+
+    def write(tmp: Path) -> None:
+        torch._inductor.aoti_compile_and_package(
+            program,
+            package_path=str(tmp),
+            inductor_configs={"aot_inductor.metadata": {METADATA_NAME: meta.to_json()}},
+        )
+        loaded = torch._inductor.aoti_load_package(str(tmp))
+        probe = probe_inputs(len(meta.species), meta.cutoff, dtype, meta.device, seed=1)
+        _check_reproduces(model, loaded, probe, dtype, f"AOTInductor export {path}")
+
+    _write_atomic(path, write)
+
+
+def export_model(
+    model: ContractModel, path: str | os.PathLike, device: str = "cpu", data_hash: str = "none"
+) -> ModelMetadata:
+    """Write ``model`` to ``path``; the suffix picks the format (.pt TorchScript, .pt2 AOTInductor)."""
+    target = Path(path)
+    if target.suffix not in SUFFIXES:
+        raise ExportError(f"{target}: unknown model suffix '{target.suffix}'; use .pt or .pt2.")
+    meta = metadata_for(model.to(device), device=device, data_hash=data_hash)
+    if target.suffix == ".pt":
+        export_torchscript(model, target, meta)
+    else:
+        export_aoti(model, target, meta)
+    return meta
+
+
+def read_metadata(path: str | os.PathLike) -> ModelMetadata:
+    """The metadata stored inside an exported model."""
+    source = Path(path)
+    if source.suffix == ".pt":
+        extra = {METADATA_NAME: ""}
+        torch.jit.load(str(source), map_location="cpu", _extra_files=extra)
+        text = extra[METADATA_NAME]
+    elif source.suffix == ".pt2":
+        text = torch._inductor.aoti_load_package(str(source)).get_metadata().get(METADATA_NAME, "")
+    else:
+        raise ExportError(f"{source}: unknown model suffix '{source.suffix}'; use .pt or .pt2.")
+    if not text:
+        raise ExportError(f"{source}: no {METADATA_NAME} inside; re-export it with superionic export.")
+    return ModelMetadata.from_json(text, str(source))
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

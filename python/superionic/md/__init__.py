@@ -1,0 +1,1 @@
+"""LAMMPS input generation and the run driver."""
