@@ -10,10 +10,11 @@
 namespace superionic {
 namespace {
 
-// Torch messages carry C++ back-traces over many lines; users get the first line.
+// Torch messages carry C++ back-traces and advice paragraphs; users get the first sentence.
 std::string first_line(const std::string &text) {
-  auto end = text.find('\n');
-  return end == std::string::npos ? text : text.substr(0, end);
+  std::string line = text.substr(0, text.find('\n'));
+  auto sentence_end = line.find(". ");
+  return sentence_end == std::string::npos ? line : line.substr(0, sentence_end + 1);
 }
 
 std::string torch_message(const std::exception &e) {
@@ -128,5 +129,7 @@ int Model::cuda_device_count() { return static_cast<int>(torch::cuda::device_cou
 void Model::set_num_threads(int n) {
   if (n > 0) torch::set_num_threads(n);
 }
+
+int Model::num_threads() { return torch::get_num_threads(); }
 
 }  // namespace superionic

@@ -33,6 +33,7 @@ class Model {
 
   static int cuda_device_count();
   static void set_num_threads(int n);
+  static int num_threads();
 
  private:
   struct Impl;

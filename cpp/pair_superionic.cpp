@@ -93,9 +93,10 @@ std::string PairSuperionic::resolve_device()
 {
   int local_rank = 0, local_size = 1;
   node_local_rank(world, local_rank, local_size);
+  // Set explicitly: LAMMPS's own OpenMP setting would otherwise leave libtorch on one thread, and
+  // several ranks per node would each take every core.
   int threads = num_threads;
-  if (threads == 0 && local_size > 1)
-    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_size);
+  if (threads == 0) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_size);
   superionic::Model::set_num_threads(threads);
 
   int gpus = (device_request == "cpu") ? 0 : superionic::Model::cuda_device_count();
@@ -111,8 +112,8 @@ void PairSuperionic::coeff(int narg, char **arg)
   const int ntypes = atom->ntypes;
   if (narg != 3 + ntypes)
     error->all(FLERR,
-               "pair_coeff superionic: expected '* * model_file' and {} element names (one per atom type, NULL to skip a type), got {} arguments",
-               ntypes, narg);
+               "pair_coeff superionic: expected '* * model_file' and {} element names (one per atom type, NULL to skip a type), got {} element names",
+               ntypes, std::max(0, narg - 3));
   if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
     error->all(FLERR, "pair_coeff superionic: the first two arguments must be '* *'");
 
@@ -121,7 +122,7 @@ void PairSuperionic::coeff(int narg, char **arg)
   try {
     model = std::make_unique<superionic::Model>(path, device);
   } catch (const superionic::ModelError &e) {
-    error->all(FLERR, "pair_style superionic: {}", e.what());
+    error->all(FLERR, "pair_coeff superionic: {}", e.what());
   }
   const auto &meta = model->metadata();
   cutoff = meta.cutoff;
@@ -152,9 +153,10 @@ void PairSuperionic::coeff(int narg, char **arg)
 
   if (comm->me == 0)
     utils::logmesg(lmp,
-                   "pair superionic: model {} ({}, {}, device {})\n"
+                   "pair superionic: model {} ({}, {}, device {}, {} torch threads per rank)\n"
                    "  species: {}\n  type map:{}\n  cutoff {} A, receptive field {} A{}\n",
-                   path, meta.model_kind, meta.dtype, model->device(), utils::join_words(meta.species, " "), type_map,
+                   path, meta.model_kind, meta.dtype, model->device(), superionic::Model::num_threads(),
+                   utils::join_words(meta.species, " "), type_map,
                    cutoff, receptive_field,
                    message_passing ? " (ghost atoms within the receptive field carry edges)" : "");
 }

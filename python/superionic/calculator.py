@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
@@ -22,7 +21,9 @@ from superionic.export import read_metadata
 ContractCallable = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
-def run_contract(model: ContractCallable, graph: Graph, dtype: torch.dtype, device: str = "cpu") -> Evaluation:
+def run_contract(
+    model: ContractCallable, graph: Graph, dtype: torch.dtype, device: str = "cpu"
+) -> Evaluation:
     inputs = (
         torch.tensor(graph.edge_vec, dtype=dtype, device=device),
         torch.tensor(graph.edge_src, device=device),

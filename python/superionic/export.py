@@ -69,7 +69,7 @@ def metadata_for(model: ContractModel, device: str = "cpu", data_hash: str = "no
         raise ExportError(f"model dtype {dtype} unsupported; use float32 or float64.")
     if model.receptive_field < model.cutoff:
         raise ExportError(
-            f"receptive_field {model.receptive_field} < cutoff {model.cutoff}; it must be at least the cutoff."
+            f"receptive_field {model.receptive_field} < cutoff {model.cutoff}; it must be >= the cutoff."
         )
     return ModelMetadata(
         format_version=FORMAT_VERSION,
@@ -111,7 +111,7 @@ def _check_reproduces(eager: ContractModel, artefact, inputs, dtype: torch.dtype
     tol = 1e-10 if dtype == torch.float64 else 1e-4
     expected = eager(*inputs)
     got = artefact(*inputs)
-    for name, ref, out in zip(("atom_energy", "edge_grad"), expected, got):
+    for name, ref, out in zip(("atom_energy", "edge_grad"), expected, got, strict=True):
         scale = float(ref.abs().max()) if ref.numel() else 0.0
         err = float((out - ref).abs().max()) if ref.numel() else 0.0
         if not err <= tol * max(scale, 1.0):

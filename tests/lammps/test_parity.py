@@ -82,13 +82,11 @@ def test_edge_list_matches_python_neighbour_list(tmp_path: Path, exported) -> No
     model = exported.path("local")
     single_point(tmp_path, atoms, model, nprocs=2, pair_style="superionic debug/edges edges")
     rows = np.concatenate([np.loadtxt(tmp_path / f"edges.{rank}", ndmin=2) for rank in range(2)])
-    lammps_edges = sorted(
-        (int(i), int(j), round(float(np.linalg.norm(v)), 9)) for i, j, *v in rows
-    )
+    lammps_edges = sorted((int(i), int(j), round(float(np.linalg.norm(v)), 9)) for i, j, *v in rows)
     graph = build_graph(atoms, make_model("local").cutoff, SPECIES)
     python_edges = sorted(
         (int(i) + 1, int(j) + 1, round(float(np.linalg.norm(v)), 9))
-        for i, j, v in zip(graph.edge_src, graph.edge_dst, graph.edge_vec)
+        for i, j, v in zip(graph.edge_src, graph.edge_dst, graph.edge_vec, strict=True)
     )
     assert len(lammps_edges) == len(python_edges) > 300
     assert lammps_edges == python_edges

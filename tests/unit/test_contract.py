@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from superionic._core import Model
+
 from superionic.calculator import SuperionicCalculator, evaluate, load_exported, run_contract
 from superionic.data.graph import GraphError, build_graph
 from superionic.evaluation import assemble
@@ -66,9 +66,12 @@ def test_cpp_matches_python(exported, kind: str, name: str) -> None:
     atoms = structure(name)
     graph = build_graph(atoms, model.cutoff, SPECIES)
     python = run_contract(model, graph, torch.float64)
-    cpp = assemble(graph, *Model(str(exported.path(kind)), "cpu").compute(
-        graph.edge_vec, graph.edge_src, graph.edge_dst, graph.species, graph.n_local
-    ))
+    cpp = assemble(
+        graph,
+        *Model(str(exported.path(kind)), "cpu").compute(
+            graph.edge_vec, graph.edge_src, graph.edge_dst, graph.species, graph.n_local
+        ),
+    )
     assert cpp.energy == pytest.approx(python.energy, rel=1e-12)
     scale = max(1.0, np.abs(python.forces).max())
     np.testing.assert_allclose(cpp.forces, python.forces, rtol=0, atol=1e-12 * scale)

