@@ -36,7 +36,9 @@ def single_point(
     nprocs: int = 1,
     processors: str | None = None,
     pair_style: str = "superionic",
+    pair_coeffs: Sequence[str] | None = None,
 ) -> SinglePoint:
+    """``pair_coeffs`` replaces the default ``pair_coeff * * model names`` line (hybrid styles)."""
     workdir.mkdir(parents=True, exist_ok=True)
     write_lammps_data(workdir / "structure.data", atoms, type_names)
     periodic = atoms.pbc.all()
@@ -49,7 +51,7 @@ def single_point(
         f"processors {processors}" if processors else "",
         "read_data structure.data",
         f"pair_style {pair_style}",
-        f"pair_coeff * * {model} {names}",
+        *(pair_coeffs or [f"pair_coeff * * {model} {names}"]),
         "compute pe_atom all pe/atom",
         "compute virial_atom all stress/atom NULL virial",
         "compute press all pressure NULL virial",

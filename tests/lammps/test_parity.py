@@ -110,3 +110,22 @@ def test_float32_model_in_lammps(tmp_path: Path, exported) -> None:
     ref = evaluate(model, atoms, model.cutoff, SPECIES, torch.float32)
     assert lmp.energy == pytest.approx(ref.energy, rel=1e-6)
     np.testing.assert_allclose(lmp.forces, ref.forces, rtol=0, atol=1e-5 * np.abs(ref.forces).max())
+
+
+@pytest.mark.parametrize("kind", ["local", "mp"])
+def test_null_type_is_invisible_to_the_model(tmp_path: Path, exported, kind: str) -> None:
+    """Under hybrid/overlay, atoms of a NULL-mapped type are not part of the model's graph at all:
+    the result equals the Python evaluation of the structure with those atoms deleted."""
+    atoms = structure("orthorhombic")
+    # lj/cut with zero depth covers the Ge-Ge pairs LAMMPS insists on, and adds nothing.
+    style = "hybrid/overlay superionic lj/cut 5.0"
+    coeffs = [f"pair_coeff * * superionic {exported.path(kind)} Li NULL P S", "pair_coeff * * lj/cut 0.0 1.0"]
+    lmp = single_point(tmp_path, atoms, exported.path(kind), pair_style=style, pair_coeffs=coeffs, nprocs=2)
+    without_ge = atoms[[s != "Ge" for s in atoms.get_chemical_symbols()]]
+    model = make_model(kind)
+    ref = evaluate(model, without_ge, model.cutoff, SPECIES)
+    assert 0 < len(without_ge) < len(atoms)
+    assert lmp.energy == pytest.approx(ref.energy, rel=TOL)
+    kept = np.array([s != "Ge" for s in atoms.get_chemical_symbols()])
+    np.testing.assert_allclose(lmp.forces[kept], ref.forces, rtol=0, atol=TOL * np.abs(ref.forces).max())
+    assert np.all(lmp.forces[~kept] == 0.0)
