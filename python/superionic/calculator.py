@@ -8,6 +8,7 @@ against.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -52,22 +53,45 @@ def load_exported(path: str | Path, device: str = "cpu") -> ContractCallable:
     return torch._inductor.aoti_load_package(str(path))
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """Any model file as a contract callable with what evaluating it needs."""
+
+    forward: ContractCallable
+    species: list[str]
+    cutoff: float
+    dtype: torch.dtype
+
+
+def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
+    """A training checkpoint (.ckpt, EMA weights) or an exported model (.pt, .pt2)."""
+    path = Path(path)
+    if path.suffix == ".ckpt":
+        from superionic.train.checkpoint import model_from_checkpoint
+
+        model, _, _ = model_from_checkpoint(path)
+        dtype = next(model.parameters()).dtype
+        return LoadedModel(model.to(device), list(model.species_names), model.cutoff, dtype)
+    meta = read_metadata(path)
+    dtype = torch.float64 if meta.dtype == "float64" else torch.float32
+    return LoadedModel(load_exported(path, device), meta.species, meta.cutoff, dtype)
+
+
 class SuperionicCalculator(Calculator):
-    """ASE calculator over an exported model (.pt or .pt2): energy, forces, stress, energies."""
+    """ASE calculator over a checkpoint (.ckpt) or an exported model (.pt, .pt2)."""
 
     implemented_properties = ("energy", "energies", "forces", "stress", "free_energy")
 
     def __init__(self, model_path: str | Path, device: str = "cpu", **kwargs) -> None:
         super().__init__(**kwargs)
-        self.metadata = read_metadata(model_path)
-        self.model = load_exported(model_path, device)
-        self.dtype = torch.float64 if self.metadata.dtype == "float64" else torch.float32
+        self.loaded = load_model(model_path, device)
         self.source = str(model_path)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
-        graph = build_graph(self.atoms, self.metadata.cutoff, self.metadata.species, source=self.source)
-        result = run_contract(self.model, graph, self.dtype)
+        loaded = self.loaded
+        graph = build_graph(self.atoms, loaded.cutoff, loaded.species, source=self.source)
+        result = run_contract(loaded.forward, graph, loaded.dtype)
         self.results = {
             "energy": result.energy,
             "free_energy": result.energy,

@@ -9,9 +9,18 @@ from pathlib import Path
 
 import torch
 
+from superionic.data.dataset import DataError
 from superionic.data.examples import DEMO_SPECIES, jittered_lattice
+from superionic.data.graph import GraphError
 from superionic.export import ExportError, export_model
+from superionic.md.runner import LammpsError
 from superionic.models import ReferenceMessagePassing, ReferencePotential
+from superionic.train.checkpoint import CheckpointError
+from superionic.train.config import ConfigError
+from superionic.train.trainer import RunExistsError
+
+# Errors whose message is the whole story: shown as one line, exit status 2, no traceback.
+USER_ERRORS = (ConfigError, DataError, GraphError, ExportError, CheckpointError, RunExistsError, LammpsError)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -24,6 +33,69 @@ def _reference(kind: str, species: list[str], dtype: str):
 def cmd_export_reference(args: argparse.Namespace) -> int:
     model = _reference(args.kind, args.species, args.dtype)
     meta = export_model(model, args.output)
+    print(json.dumps({"output": str(args.output), **meta.__dict__}, indent=2))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import logging
+
+    from rich.logging import RichHandler
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from superionic.train.config import load_config
+    from superionic.train.trainer import Trainer
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)])
+    config = load_config(args.config)
+    trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns) as progress:
+        task = progress.add_task("training", total=config.training.epochs, status="")
+
+        def show(p) -> None:
+            val = f" val F-RMSE {p.val_force_rmse:.4f} eV/Å" if p.val_force_rmse is not None else ""
+            progress.update(
+                task,
+                completed=p.epoch + p.step_in_epoch / p.steps_per_epoch,
+                status=f"epoch {p.epoch + 1}/{p.epochs} loss {p.train_loss:.4g}{val}",
+            )
+
+        result = trainer.run(on_progress=show)
+    m = result.val_metrics
+    print(
+        f"best epoch {result.best_epoch}: validation force RMSE {m['force_rmse_eV_per_A']:.4f} eV/Å, "
+        f"energy RMSE {1000 * m['energy_rmse_eV_per_atom']:.2f} meV/atom; {result.wall_s:.0f} s\n"
+        f"checkpoint {result.checkpoint}; parity {result.parity_png}; "
+        f"metrics {Path(result.output) / 'metrics.json'}"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from superionic.evaluate import evaluate_model
+
+    report = evaluate_model(args.model, args.data, args.output)
+    m = report.metrics
+    print(
+        f"{int(m['frames'])} frames: force RMSE {m['force_rmse_eV_per_A']:.4f} eV/Å, "
+        f"energy RMSE {1000 * m['energy_rmse_eV_per_atom']:.2f} meV/atom"
+        + (f", stress RMSE {m['stress_rmse_GPa']:.3f} GPa" if "stress_rmse_GPa" in m else "")
+        + f"\nparity {report.parity_png}; metrics {report.json_path}"
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from superionic.train.checkpoint import model_from_checkpoint
+
+    model, _, payload = model_from_checkpoint(args.checkpoint)
+    meta = export_model(model, args.output, device=args.device, data_hash=payload["data_hash"])
     print(json.dumps({"output": str(args.output), **meta.__dict__}, indent=2))
     return 0
 
@@ -85,6 +157,27 @@ def build_parser() -> argparse.ArgumentParser:
     ref.add_argument("--dtype", choices=sorted(DTYPES), default="float64")
     ref.set_defaults(func=cmd_export_reference)
 
+    train = verbs.add_parser("train", help="train a model from a YAML config (see docs/train_example.yaml)")
+    train.add_argument("config", type=Path)
+    mode = train.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--resume", action="store_true", help="continue the run in the config's output directory"
+    )
+    mode.add_argument("--overwrite", action="store_true", help="start afresh even if the output holds a run")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = verbs.add_parser("evaluate", help="metrics and parity plots of a model on labelled data")
+    evaluate.add_argument("model", type=Path, help="checkpoint (.ckpt) or exported model (.pt, .pt2)")
+    evaluate.add_argument("data", nargs="+", help="labelled files (any ase.io format)")
+    evaluate.add_argument("-o", "--output", default="runs/evaluate")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    export = verbs.add_parser("export", help="export a checkpoint's EMA weights to .pt or .pt2")
+    export.add_argument("checkpoint", type=Path)
+    export.add_argument("-o", "--output", type=Path, required=True)
+    export.add_argument("--device", default="cpu", help="device a .pt2 is compiled for")
+    export.set_defaults(func=cmd_export)
+
     demo = verbs.add_parser("demo", help="the main job on the shipped example (see README)")
     demo.add_argument("--workdir", default="runs/demo")
     demo.add_argument("--steps", type=int, default=2000)
@@ -97,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ExportError as err:
+    except USER_ERRORS as err:
         print(f"superionic: {err}", file=sys.stderr)
         return 2
 

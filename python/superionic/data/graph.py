@@ -1,7 +1,7 @@
 """Neighbour graphs in the layout of the model contract, built from ASE ``Atoms``.
 
 The edge list is ordered pairs (i, j) with |r_j + S·cell − r_i| < cutoff over all periodic images
-S, found with ASE's maintained neighbour list (it handles cells smaller than twice the cutoff).
+S, found with vesin (see ``neighbors.py``; it handles cells smaller than twice the cutoff).
 In Python every atom is owned (n_local = N): periodic images are folded onto their owners, which
 is exactly what LAMMPS's ghost atoms plus reverse communication do.
 """
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
-from ase.neighborlist import neighbor_list
+
+from superionic.data.neighbors import neighbor_list
 
 MIN_DISTANCE = 0.1  # Å; closer pairs are unphysical and make any model blow up
 
@@ -51,7 +52,8 @@ def build_graph(
     atoms: Atoms, cutoff: float, species_names: Sequence[str], source: str = "structure"
 ) -> Graph:
     species = species_indices(atoms.get_chemical_symbols(), species_names, source)
-    src, dst, vec = neighbor_list("ijD", atoms, cutoff)
+    pairs = neighbor_list(atoms, cutoff)
+    src, dst, vec = pairs.src, pairs.dst, pairs.vectors
     if len(vec):
         dist = np.linalg.norm(vec, axis=1)
         worst = int(np.argmin(dist))

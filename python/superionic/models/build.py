@@ -1,0 +1,29 @@
+"""Model construction from a configuration, and from a checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from superionic.models.contract import ContractModel
+from superionic.models.sprinter import Sprinter
+from superionic.train.config import ModelConfig
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def build_model(config: ModelConfig, species: Sequence[str], seed: int) -> ContractModel:
+    if config.kind == "sprinter":
+        return Sprinter(
+            species,
+            cutoff=config.cutoff,
+            n_basis=config.n_basis,
+            radial_channels=config.radial_channels,
+            angular_channels=config.angular_channels,
+            l_max=config.l_max,
+            hidden=config.hidden,
+            seed=seed,
+            dtype=DTYPES[config.dtype],
+        )
+    raise ValueError(f"unknown model kind '{config.kind}'; available: sprinter")

@@ -1,0 +1,1 @@
+"""Training: configuration, the loop with exact resume, metrics, logs and plots."""

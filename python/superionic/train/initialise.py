@@ -1,0 +1,32 @@
+"""Data-derived starting values: per-species energy shifts, energy scale, descriptor statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from superionic.data.dataset import Frame, collate
+from superionic.models.sprinter import Sprinter
+
+
+def fit_energy_shifts(frames: Sequence[Frame], n_species: int) -> np.ndarray:
+    """Least-squares per-species energies: E ≈ Σ_s count_s · shift_s (minimum norm if degenerate)."""
+    counts = np.stack([np.bincount(f.species.numpy(), minlength=n_species) for f in frames]).astype(float)
+    energies = np.array([f.energy for f in frames])
+    shifts, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    return shifts
+
+
+def initialise_sprinter(model: Sprinter, frames: Sequence[Frame], max_frames: int = 64) -> None:
+    dtype = model.energy_shift.dtype
+    shifts = fit_energy_shifts(frames, len(model.species_names))
+    forces = torch.cat([f.forces for f in frames])
+    with torch.no_grad():
+        model.energy_shift.copy_(torch.tensor(shifts, dtype=dtype))
+        model.energy_scale.copy_(forces.pow(2).mean().sqrt().to(dtype).clamp(min=1e-3))
+        sample = collate(list(frames[:max_frames]), dtype)
+        q = model.descriptors(sample.edge_vec, sample.edge_src, sample.edge_dst, sample.species)
+        model.descriptor_mean.copy_(q.mean(0))
+        model.descriptor_std.copy_(q.std(0).clamp(min=1e-6))
