@@ -13,6 +13,7 @@ from superionic.data.dataset import DataError
 from superionic.data.examples import DEMO_SPECIES, jittered_lattice
 from superionic.data.graph import GraphError
 from superionic.export import ExportError, export_model
+from superionic.md.driver import MdError
 from superionic.md.runner import LammpsError
 from superionic.models import ReferenceMessagePassing, ReferencePotential
 from superionic.train.checkpoint import CheckpointError
@@ -20,7 +21,16 @@ from superionic.train.config import ConfigError
 from superionic.train.trainer import RunExistsError
 
 # Errors whose message is the whole story: shown as one line, exit status 2, no traceback.
-USER_ERRORS = (ConfigError, DataError, GraphError, ExportError, CheckpointError, RunExistsError, LammpsError)
+USER_ERRORS = (
+    ConfigError,
+    DataError,
+    GraphError,
+    ExportError,
+    CheckpointError,
+    RunExistsError,
+    LammpsError,
+    MdError,
+)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -97,6 +107,46 @@ def cmd_export(args: argparse.Namespace) -> int:
     model, _, payload = model_from_checkpoint(args.checkpoint)
     meta = export_model(model, args.output, device=args.device, data_hash=payload["data_hash"])
     print(json.dumps({"output": str(args.output), **meta.__dict__}, indent=2))
+    return 0
+
+
+def cmd_md(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from superionic.md.driver import MdConfig, run_md
+
+    config = MdConfig(
+        structure=str(args.structure),
+        model=str(args.model),
+        temperatures=args.temperatures,
+        steps=args.steps,
+        eq_steps=args.eq_steps,
+        timestep_ps=args.dt,
+        dump_every=args.dump_every,
+        restart_every=args.restart_every,
+        nprocs=args.np,
+        seed=args.seed,
+        group=args.group,
+        charges=args.charges,
+        output=str(args.output),
+        overwrite=args.overwrite,
+    )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns) as progress:
+        tasks = {t: progress.add_task(f"MD {t:g} K", total=config.steps) for t in config.temperatures}
+        summary = run_md(config, on_step=lambda t, step, total: progress.update(tasks[t], completed=step))
+    for run in summary.runs:
+        resumed = f", resumed from step {run.resumed_from_step}" if run.resumed_from_step is not None else ""
+        print(
+            f"{run.temperature_K:g} K: {run.steps} steps, {run.ns_per_day:.3g} ns/day, "
+            f"{run.atom_steps_per_s:.3g} atom-steps/s{resumed}; trajectory {run.trajectory}"
+        )
+    print(f"summary {Path(config.output) / 'md_summary.json'}")
     return 0
 
 
@@ -177,6 +227,23 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", type=Path, required=True)
     export.add_argument("--device", default="cpu", help="device a .pt2 is compiled for")
     export.set_defaults(func=cmd_export)
+
+    md = verbs.add_parser("md", help="production NVT MD in LAMMPS at one or several temperatures")
+    md.add_argument("structure", type=Path, help="any ASE-readable structure")
+    md.add_argument("model", type=Path, help="exported model (.pt or .pt2)")
+    md.add_argument("-T", "--temperatures", type=float, nargs="+", required=True, help="K")
+    md.add_argument("--steps", type=int, default=50_000, help="total steps from 0, equilibration included")
+    md.add_argument("--eq-steps", type=int, default=5_000, help="equilibration steps, not in the trajectory")
+    md.add_argument("--dt", type=float, default=0.002, help="time step, ps")
+    md.add_argument("--dump-every", type=int, default=100, help="steps between trajectory frames")
+    md.add_argument("--restart-every", type=int, default=5_000, help="steps between restart files")
+    md.add_argument("--np", type=int, default=1, help="MPI ranks")
+    md.add_argument("--seed", type=int, default=4928459)
+    md.add_argument("--group", default="all", help="LAMMPS group written to the trajectory")
+    md.add_argument("--charges", type=float, nargs="+", help="formal charge per element, model order")
+    md.add_argument("-o", "--output", type=Path, default=Path("runs/md"))
+    md.add_argument("--overwrite", action="store_true", help="discard finished or partial runs in the output")
+    md.set_defaults(func=cmd_md)
 
     demo = verbs.add_parser("demo", help="the main job on the shipped example (see README)")
     demo.add_argument("--workdir", default="runs/demo")

@@ -1,0 +1,187 @@
+"""`superionic md`: production MD through LAMMPS for one or several temperatures, resumable.
+
+Each temperature runs in its own directory with lammps_inputs/nvt.in. A run that crashed or was
+killed resumes from its newest restart file; the trajectory is appended from that step on, so the
+final file has no gap and no duplicate step. Structures are checked against the model's species
+before LAMMPS starts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ase.io import read
+
+from superionic import plugin_dir
+from superionic.export import read_metadata
+from superionic.md.lammps_data import write_lammps_data
+from superionic.md.runner import run_lammps
+
+SOURCE_TEMPLATES = Path(__file__).resolve().parents[3] / "lammps_inputs"
+RESTART_RE = re.compile(r"restart\.(\d+)\.lammps$")
+
+
+class MdError(ValueError):
+    """An MD request that cannot run; the message names what to change."""
+
+
+def template(name: str) -> Path:
+    local = SOURCE_TEMPLATES / name
+    return local if local.exists() else Path(plugin_dir()) / "lammps_inputs" / name
+
+
+@dataclass
+class MdConfig:
+    structure: str
+    model: str
+    temperatures: list[float]
+    steps: int = 50_000  # total, including equilibration
+    eq_steps: int = 5_000
+    timestep_ps: float = 0.002
+    dump_every: int = 100
+    restart_every: int = 5_000
+    nprocs: int = 1
+    seed: int = 4928459
+    group: str = "all"
+    charges: list[float] | None = None  # per element of the model's order in the data file
+    output: str = "runs/md"
+    overwrite: bool = False
+
+
+@dataclass
+class TemperatureRun:
+    temperature_K: float
+    directory: str
+    trajectory: str
+    steps: int
+    resumed_from_step: int | None
+    wall_s: float
+    atom_steps_per_s: float
+    ns_per_day: float
+
+
+@dataclass
+class MdSummary:
+    structure: str
+    model: str
+    atoms: int
+    ranks: int
+    timestep_ps: float
+    runs: list[TemperatureRun] = field(default_factory=list)
+
+
+def newest_restart(directory: Path) -> tuple[Path, int] | None:
+    found = []
+    for path in directory.glob("restart.*.lammps"):
+        match = RESTART_RE.search(path.name)
+        if match and path.stat().st_size > 0:
+            found.append((int(match.group(1)), path))
+    if not found:
+        return None
+    step, path = max(found)
+    return path, step
+
+
+def _elements(
+    structure_species: set[str], model_species: Sequence[str], source: str, model: str
+) -> list[str]:
+    unknown = sorted(structure_species - set(model_species))
+    if unknown:
+        raise MdError(
+            f"{source}: element(s) {', '.join(unknown)} not in model {model} "
+            f"(species {', '.join(model_species)}); use a model trained on them"
+        )
+    # One LAMMPS type per element present, in the model's order.
+    return [s for s in model_species if s in structure_species]
+
+
+def run_md(config: MdConfig, on_step: Callable[[float, int, int], None] | None = None) -> MdSummary:
+    structure_path = Path(config.structure)
+    if not structure_path.exists():
+        raise MdError(f"{structure_path}: no such structure file")
+    atoms = read(str(structure_path))
+    model_path = Path(config.model).resolve()
+    meta = read_metadata(model_path)
+    elements = _elements(
+        set(atoms.get_chemical_symbols()), meta.species, str(structure_path), str(model_path)
+    )
+    if config.charges is not None and len(config.charges) != len(elements):
+        raise MdError(
+            f"charges: give one per element present ({', '.join(elements)}), got {len(config.charges)}"
+        )
+    if config.steps <= config.eq_steps:
+        raise MdError(f"steps ({config.steps}) must exceed eq_steps ({config.eq_steps}): steps counts from 0")
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    summary = MdSummary(str(structure_path), str(model_path), len(atoms), config.nprocs, config.timestep_ps)
+    for temperature in config.temperatures:
+        summary.runs.append(_run_one(config, atoms, elements, model_path, temperature, on_step))
+        (output / "md_summary.json").write_text(json.dumps(asdict(summary), indent=2))
+    return summary
+
+
+def _run_one(config, atoms, elements, model_path, temperature, on_step) -> TemperatureRun:
+    directory = Path(config.output) / f"T{temperature:g}K"
+    directory.mkdir(parents=True, exist_ok=True)
+    trajectory = directory / "traj.h5"
+    restart = newest_restart(directory)
+    if (directory / "restart.final.lammps").exists() and not config.overwrite:
+        raise MdError(
+            f"{directory} holds a finished run; pass --overwrite to run it again or change --output"
+        )
+    if config.overwrite:
+        for stale in [*directory.glob("restart.*.lammps"), trajectory]:
+            stale.unlink(missing_ok=True)
+        restart = None
+    elif restart is None and trajectory.exists():
+        raise MdError(f"{trajectory} exists but there is no restart to resume from; pass --overwrite")
+    write_lammps_data(directory / "structure.data", atoms, elements)
+    variables = {
+        "model": str(model_path),
+        "data": "structure.data",
+        "elements": " ".join(elements),
+        "T": f"{temperature:g}",
+        "eq_steps": str(config.eq_steps),
+        "steps": str(config.steps),
+        "dt": str(config.timestep_ps),
+        "seed": str(config.seed),
+        "dump_every": str(config.dump_every),
+        "restart_every": str(config.restart_every),
+        "group": config.group,
+        "traj": trajectory.name,
+        "resume": "1" if restart else "0",
+        "restart_file": restart[0].name if restart else "none",
+    }
+    if config.charges is not None:
+        variables["charge_args"] = "charges " + " ".join(f"{q:g}" for q in config.charges)
+
+    def follow(line: str) -> None:
+        words = line.split()
+        if on_step and len(words) == 8 and words[0].isdigit():
+            on_step(temperature, int(words[0]), config.steps)
+
+    start = time.perf_counter()
+    run = run_lammps(template("nvt.in"), directory, nprocs=config.nprocs, variables=variables, on_line=follow)
+    wall = time.perf_counter() - start
+    (directory / "lammps.out").write_text(run.output)
+    loops = [
+        (float(m.group(1)), int(m.group(2)))
+        for m in re.finditer(r"Loop time of (\S+) on \d+ procs for (\d+) steps", run.output)
+    ]
+    loop_s = sum(t for t, _ in loops) or wall
+    steps_run = sum(n for _, n in loops)
+    return TemperatureRun(
+        temperature_K=temperature,
+        directory=str(directory),
+        trajectory=str(trajectory),
+        steps=config.steps,
+        resumed_from_step=restart[1] if restart else None,
+        wall_s=wall,
+        atom_steps_per_s=len(atoms) * steps_run / loop_s if steps_run else 0.0,
+        ns_per_day=steps_run * config.timestep_ps * 1e-3 / (loop_s / 86400.0) if steps_run else 0.0,
+    )
