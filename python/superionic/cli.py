@@ -150,6 +150,26 @@ def cmd_md(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study_data_size(args: argparse.Namespace) -> int:
+    from superionic.studies.data_size import learning_curve
+    from superionic.train.config import load_config
+
+    config = load_config(args.config)
+    points = learning_curve(
+        config, args.sizes, args.output, on_size=lambda n: print(f"training on {n} frames")
+    )
+    print(f"{'frames':>7} {'F-RMSE eV/Å':>12} {'E-RMSE meV/at':>14} {'epochs':>7} {'wall s':>7}")
+    for p in points:
+        print(
+            f"{p.frames:>7} {p.val_force_rmse_eV_per_A:>12.4f} {p.val_energy_rmse_meV_per_atom:>14.2f} "
+            f"{p.epochs_run:>7} {p.wall_s:>7.0f}"
+        )
+    print(
+        f"table {Path(args.output) / 'learning_curve.csv'}; plot {Path(args.output) / 'learning_curve.png'}"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -244,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("-o", "--output", type=Path, default=Path("runs/md"))
     md.add_argument("--overwrite", action="store_true", help="discard finished or partial runs in the output")
     md.set_defaults(func=cmd_md)
+
+    study = verbs.add_parser("study", help="the guideline studies of science.md")
+    studies = study.add_subparsers(dest="study", required=True)
+    size = studies.add_parser("data-size", help="learning curve: validation errors against training frames")
+    size.add_argument("config", type=Path, help="a training config (superionic train)")
+    size.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 400])
+    size.add_argument("-o", "--output", default="runs/study_data_size")
+    size.set_defaults(func=cmd_study_data_size)
 
     demo = verbs.add_parser("demo", help="the main job on the shipped example (see README)")
     demo.add_argument("--workdir", default="runs/demo")

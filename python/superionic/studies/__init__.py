@@ -1,0 +1,1 @@
+"""The guideline studies of science.md: data size, data quality, architecture, locality."""
