@@ -273,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("-o", "--output", default="runs/study_data_size")
     size.set_defaults(func=cmd_study_data_size)
 
+    from superionic.data.commands import add_data_commands
+
+    add_data_commands(verbs)
+
     demo = verbs.add_parser("demo", help="the main job on the shipped example (see README)")
     demo.add_argument("--workdir", default="runs/demo")
     demo.add_argument("--steps", type=int, default=2000)
