@@ -1,0 +1,320 @@
+"""Tracer diffusion coefficient from the windowed MSD, with an uncertainty that respects correlations.
+
+Model, in the diffusive regime only: MSD(t) = 6 D t + c in 3D, MSD_α(t) = 2 D_α t + c_α per Cartesian
+component (so D = (D_x + D_y + D_z) / 3; anisotropic conductors such as LGPS have D_z ≫ D_x).
+The intercept c absorbs the short-time (ballistic, vibrational) offset.
+
+Window (the stated rule, ``WindowRule``): the local log–log slope β(t) = d ln MSD / d ln t is
+estimated at each lag t as the least-squares slope of ln MSD against ln t over the lags in
+[t, span · t]. The window starts at the first lag t at which β stays within 1 ± tolerance for all
+lags in [t, persistence · t] (so a passage through β = 1 on the way from the ballistic β = 2 down to a
+caged β < 1 does not count), and ends at ``end_fraction`` of the trajectory length (default 1/3),
+where every lag still has at least 2/3 of the frames as time origins.
+
+Uncertainty. The MSD at neighbouring lags is strongly correlated, so the OLS standard error of the
+slope is far too small. Default: bootstrap over atoms (Efron & Tibshirani 1993) — resample the atoms
+with replacement, recompute the atom-averaged MSD and its fit, and report the standard deviation of
+the replicates and their 2.5/97.5 % percentiles; atoms are treated as independent (exact for a
+tracer D in the dilute limit, approximate when ions hop collectively). The window is held fixed
+across replicates. Alternative: block averaging over time (Flyvbjerg & Petersen 1989), one fit
+per block, a Student-t interval. A third way, not implemented here, is kinisi's generalised
+least squares with the MSD covariance matrix modelled analytically and Bayesian sampling of D
+(McCluskey, Coles, Morgan, "Accurate estimation of diffusion coefficients and their uncertainties
+from computer simulation", J. Chem. Theory Comput. 21, 79 (2025), online Dec. 2024,
+doi:10.1021/acs.jctc.4c01249), which also yields a more efficient D than OLS.
+
+Measured coverage of the bootstrap's 95 % percentile interval on Gaussian random walks (1000 trials,
+window rule defaults): 92 % with 64 atoms, 94 % with 128, 94.5 % with 256. Per-atom D estimates are
+skewed (few independent long-lag origins per atom), so the interval is slightly narrow for small N.
+In the same test a BCa interval gained nothing and a Student-t interval on the per-atom values about
+one point at 64 atoms, half a point at 128.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from superionic.analysis._checks import check_positions, check_times
+from superionic.analysis.errors import AnalysisError, NoDiffusiveRegimeError, TrajectoryTooShortError
+from superionic.analysis.msd import msd_fft, msd_per_atom_components_fft
+from superionic.analysis.statistics import block_mean_interval, bootstrap_mean_interval, fit_line
+from superionic.analysis.units import CM2_PER_S_PER_A2_PER_PS
+
+Uncertainty = Literal["bootstrap_atoms", "block_average"]
+
+# Trajectories up to this size keep all per-atom MSD curves in memory (same size as the positions).
+_SINGLE_PASS_BYTES = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class WindowRule:
+    """The rule that picks the diffusive fit window (see the module docstring).
+
+    slope_tolerance: β must lie within 1 ± this (default 0.1).
+    span_factor: β(t) is the log–log slope fitted over lags [t, span_factor · t] (default 2).
+    persistence_factor: β must stay in tolerance over [t, persistence_factor · t] (default 4).
+    end_fraction: the window ends at this fraction of the trajectory (or block) length (default 1/3).
+    min_points: the window must hold at least this many lags (default 10).
+    """
+
+    slope_tolerance: float = 0.1
+    span_factor: float = 2.0
+    persistence_factor: float = 4.0
+    end_fraction: float = 1.0 / 3.0
+    min_points: int = 10
+
+
+@dataclass(frozen=True)
+class DiffusionResult:
+    """A diffusion coefficient with its uncertainty; D in cm²/s, times in ps, MSD intercepts in Å².
+
+    ``components_*`` are (x, y, z); ``ci95_*`` are 95 % intervals (low, high). ``method`` says how the
+    uncertainty was obtained; ``n_samples`` is the number of bootstrap replicates or of blocks, and
+    ``dof`` the degrees of freedom of the interval (inf for the bootstrap), used when errors are combined.
+    """
+
+    diffusion_cm2_per_s: float
+    stderr_cm2_per_s: float
+    ci95_cm2_per_s: tuple[float, float]
+    components_cm2_per_s: tuple[float, float, float]
+    components_stderr_cm2_per_s: tuple[float, float, float]
+    components_ci95_cm2_per_s: tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
+    intercept_A2: float
+    components_intercept_A2: tuple[float, float, float]
+    window_ps: tuple[float, float]
+    n_lags_in_window: int
+    timestep_ps: float
+    duration_ps: float
+    n_atoms: int
+    n_samples: int
+    dof: float  # degrees of freedom behind the interval: inf (bootstrap) or n_blocks − 1 (Student t)
+    method: str
+    window_rule: WindowRule | None  # None when the window was given explicitly
+
+    @property
+    def diffusion_A2_per_ps(self) -> float:
+        """D in Å²/ps (LAMMPS metal units)."""
+        return self.diffusion_cm2_per_s / CM2_PER_S_PER_A2_PER_PS
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python fields for JSON reports."""
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line: D ± stderr [95 % interval] cm²/s and the window."""
+        low, high = self.ci95_cm2_per_s
+        return (
+            f"D = {self.diffusion_cm2_per_s:.4g} ± {self.stderr_cm2_per_s:.2g} cm²/s "
+            f"(95 % [{low:.4g}, {high:.4g}]), window {self.window_ps[0]:.4g}–{self.window_ps[1]:.4g} ps, "
+            f"{self.method}"
+        )
+
+
+def local_loglog_slope(lag_ps: np.ndarray, msd_A2: np.ndarray, span_factor: float = 2.0) -> np.ndarray:
+    """β(t_m) = least-squares slope of ln MSD vs ln t over the lags [t_m, span_factor · t_m].
+
+    ``msd_A2`` is the 3D MSD [T] (or [T, 3], summed). Entry 0 (t = 0) and lags whose span runs past
+    the last lag are NaN. Prefix sums make this O(T).
+    """
+    lags = np.asarray(lag_ps, dtype=np.float64)
+    msd = np.asarray(msd_A2, dtype=np.float64)
+    if msd.ndim == 2:
+        msd = msd.sum(axis=1)
+    n = lags.shape[0]
+    beta = np.full(n, np.nan)
+    if n < 3:
+        return beta
+    if (msd[1:] <= 0).any():
+        raise AnalysisError("the MSD is zero at a non-zero lag (atoms do not move): check the ion selection")
+    x = np.log(lags[1:])
+    y = np.log(msd[1:])
+    # Index j into x/y is lag j + 1; the span of lag m (index m − 1) ends at lag floor(span · m).
+    m = np.arange(1, n)
+    last = np.maximum(np.floor(span_factor * m + 1e-9).astype(int), m + 1)
+    valid = last <= n - 1
+    start, stop = m[valid] - 1, last[valid]  # x/y slice [start, stop) — stop = last lag's index + 1
+
+    def window_sum(values: np.ndarray) -> np.ndarray:
+        cumulative = np.concatenate([[0.0], np.cumsum(values)])
+        return cumulative[stop] - cumulative[start]
+
+    count = (stop - start).astype(np.float64)
+    sx, sy, sxx, sxy = window_sum(x), window_sum(y), window_sum(x * x), window_sum(x * y)
+    beta[m[valid]] = (count * sxy - sx * sy) / (count * sxx - sx * sx)
+    return beta
+
+
+def select_diffusive_window(
+    lag_ps: np.ndarray, msd_A2: np.ndarray, rule: WindowRule | None = None
+) -> tuple[float, float]:
+    """The fit window (start, end) in ps chosen by ``rule`` (see the module docstring for the rule).
+
+    Raises ``TrajectoryTooShortError`` if the end lag leaves fewer than ``rule.min_points`` lags and
+    ``NoDiffusiveRegimeError`` if β never settles within tolerance of 1 before the end.
+    """
+    rule = rule or WindowRule()
+    lags = np.asarray(lag_ps, dtype=np.float64)
+    n = lags.shape[0]
+    end = int(np.floor(rule.end_fraction * (n - 1) + 1e-9))
+    if end < rule.min_points:
+        raise TrajectoryTooShortError(
+            f"{n} frames give a window of at most {end} lags (< min_points = {rule.min_points}): run "
+            "longer or save frames more often"
+        )
+    beta = local_loglog_slope(lags[: end + 1], np.asarray(msd_A2)[: end + 1], rule.span_factor)
+    # ok[m] for lags 1 … end; NaN (span past the end) counts as neither good nor bad: stop checking there.
+    defined = ~np.isnan(beta)
+    good = defined & (np.abs(beta - 1.0) <= rule.slope_tolerance)
+    last_defined = int(np.flatnonzero(defined)[-1]) if defined.any() else 0
+    next_bad = np.full(end + 2, end + 1)  # next_bad[m]: first lag ≥ m with β defined and out of tolerance
+    for m in range(end, 0, -1):
+        next_bad[m] = m if (defined[m] and not good[m]) else next_bad[m + 1]
+    for m in range(1, end - rule.min_points + 2):
+        if not good[m]:
+            continue
+        horizon = min(int(np.floor(rule.persistence_factor * m + 1e-9)), last_defined)
+        if next_bad[m] > horizon:
+            return float(lags[m]), float(lags[end])
+    raise NoDiffusiveRegimeError(
+        f"the log–log MSD slope never stays within 1 ± {rule.slope_tolerance} before "
+        f"{lags[end]:.4g} ps: run longer, loosen WindowRule.slope_tolerance, or pass window_ps explicitly"
+    )
+
+
+def window_indices(lag_ps: np.ndarray, window_ps: tuple[float, float]) -> tuple[int, int]:
+    """First and last lag index (inclusive) inside ``window_ps``; at least 3 lags are required."""
+    lags = np.asarray(lag_ps, dtype=np.float64)
+    start_ps, end_ps = (float(v) for v in window_ps)
+    tolerance = 1e-6 * (lags[1] - lags[0]) if lags.shape[0] > 1 else 0.0
+    inside = np.flatnonzero((lags >= start_ps - tolerance) & (lags <= end_ps + tolerance) & (lags > 0))
+    if inside.size < 3:
+        raise TrajectoryTooShortError(
+            f"window {start_ps:.4g}–{end_ps:.4g} ps holds {inside.size} non-zero lags (< 3) of the "
+            f"available 0–{lags[-1]:.4g} ps: widen the window"
+        )
+    return int(inside[0]), int(inside[-1])
+
+
+def resolve_window_indices(
+    lag_ps: np.ndarray, msd_A2: np.ndarray, window_ps: tuple[float, float] | None, rule: WindowRule
+) -> tuple[int, int]:
+    """Lag indices (first, last) of ``window_ps`` if given, else of the window ``rule`` picks on the MSD."""
+    window = window_ps if window_ps is not None else select_diffusive_window(lag_ps, msd_A2, rule)
+    return window_indices(lag_ps, window)
+
+
+def block_msd_curves(
+    positions: np.ndarray, n_blocks: int, msd_function: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """``msd_function`` applied to each of ``n_blocks`` consecutive, non-overlapping time blocks.
+
+    Returns [n_blocks, L, 3], L = T // n_blocks frames per block (trailing frames dropped).
+    """
+    if n_blocks < 2:
+        raise AnalysisError(f"n_blocks = {n_blocks}: block averaging needs at least 2 blocks")
+    length = positions.shape[0] // n_blocks
+    if length < 2:
+        raise TrajectoryTooShortError(
+            f"{positions.shape[0]} frames cannot make {n_blocks} blocks: use fewer blocks or a longer run"
+        )
+    return np.stack([msd_function(positions[b * length : (b + 1) * length]) for b in range(n_blocks)])
+
+
+def _tracer_samples_A2_per_ps(slopes: np.ndarray) -> np.ndarray:
+    """[..., 4] = (D, D_x, D_y, D_z) in Å²/ps from MSD slopes [..., 3]: D = Σ slope / 6, D_α = slope_α / 2."""
+    return np.concatenate([slopes.sum(axis=-1, keepdims=True) / 6.0, slopes / 2.0], axis=-1)
+
+
+def tracer_diffusion(
+    positions: np.ndarray,
+    times_ps: np.ndarray,
+    *,
+    window_ps: tuple[float, float] | None = None,
+    rule: WindowRule | None = None,
+    uncertainty: Uncertainty = "bootstrap_atoms",
+    n_bootstrap: int = 1000,
+    n_blocks: int = 5,
+    seed: int | np.random.Generator = 0,
+) -> DiffusionResult:
+    """Tracer D (cm²/s) of the atoms in ``positions`` [T, N, 3] (Å, unwrapped, drift removed).
+
+    ``times_ps`` [T] must be equally spaced. The window is ``window_ps`` if given, otherwise chosen by
+    ``rule`` on the atom-averaged MSD (of the whole trajectory, or the mean over blocks). Fit:
+    OLS of MSD_α = 2 D_α t + c_α over the window, D = mean of D_α (equivalently MSD = 6 D t + c).
+    ``uncertainty``: "bootstrap_atoms" (``n_bootstrap`` replicates, percentile interval, seeded
+    by ``seed``) or "block_average" (``n_blocks`` time blocks, Student-t interval).
+    """
+    array = check_positions(positions)
+    timestep = check_times(times_ps, array.shape[0])
+    rule = rule or WindowRule()
+    n_frames, n_atoms, _ = array.shape
+
+    if uncertainty == "bootstrap_atoms":
+        if n_atoms < 2:
+            raise AnalysisError(
+                "a bootstrap over atoms needs at least 2 atoms: use uncertainty='block_average' for one atom"
+            )
+        if n_bootstrap < 2:
+            raise AnalysisError(f"n_bootstrap = {n_bootstrap}: use at least a few hundred replicates")
+        lags = np.arange(n_frames) * timestep
+        if array.nbytes <= _SINGLE_PASS_BYTES:
+            # Small enough to keep every atom's full curve: one FFT pass instead of two.
+            per_atom_full = msd_per_atom_components_fft(array)
+            mean_msd = per_atom_full.mean(axis=0)
+        else:
+            per_atom_full = None
+            mean_msd = msd_fft(array)
+        first, last = resolve_window_indices(lags, mean_msd, window_ps, rule)
+        if per_atom_full is None:
+            # Per-atom curves only up to the window's end: memory N × last × 3, not N × T × 3.
+            per_atom_full = msd_per_atom_components_fft(array, max_lag=last)
+        per_atom = per_atom_full[:, first : last + 1, :]
+        slopes, _ = fit_line(lags[first : last + 1], np.moveaxis(per_atom, 1, 0))  # [N, 3]
+        samples = _tracer_samples_A2_per_ps(slopes)  # [N, 4]
+        rng = np.random.default_rng(seed)
+        _, stderr, interval = bootstrap_mean_interval(samples, n_bootstrap, rng)
+        value = samples.mean(axis=0)  # equals the fit of the atom-averaged MSD (the slope is linear)
+        method = (
+            f"OLS on windowed MSD; bootstrap over {n_atoms} atoms ({n_bootstrap} resamples, percentile 95 %)"
+        )
+        n_samples, dof = n_bootstrap, math.inf
+    elif uncertainty == "block_average":
+        curves = block_msd_curves(array, n_blocks, msd_fft)  # [n_blocks, L, 3]
+        mean_msd = curves.mean(axis=0)
+        lags = np.arange(mean_msd.shape[0]) * timestep
+        first, last = resolve_window_indices(lags, mean_msd, window_ps, rule)
+        slopes, _ = fit_line(lags[first : last + 1], np.moveaxis(curves[:, first : last + 1], 1, 0))
+        value, stderr, interval = block_mean_interval(_tracer_samples_A2_per_ps(slopes))
+        method = f"OLS on windowed MSD; block average over {n_blocks} time blocks (Student-t 95 %)"
+        n_samples, dof = n_blocks, float(n_blocks - 1)
+    else:
+        raise AnalysisError(f"uncertainty = {uncertainty!r}: use 'bootstrap_atoms' or 'block_average'")
+
+    _, intercepts = fit_line(lags[first : last + 1], mean_msd[first : last + 1])
+    scale = CM2_PER_S_PER_A2_PER_PS
+    return DiffusionResult(
+        diffusion_cm2_per_s=float(value[0] * scale),
+        stderr_cm2_per_s=float(stderr[0] * scale),
+        ci95_cm2_per_s=(float(interval[0, 0] * scale), float(interval[1, 0] * scale)),
+        components_cm2_per_s=tuple(float(v * scale) for v in value[1:]),
+        components_stderr_cm2_per_s=tuple(float(v * scale) for v in stderr[1:]),
+        components_ci95_cm2_per_s=tuple(
+            (float(interval[0, k] * scale), float(interval[1, k] * scale)) for k in (1, 2, 3)
+        ),
+        intercept_A2=float(intercepts.sum()),
+        components_intercept_A2=tuple(float(c) for c in intercepts),
+        window_ps=(float(lags[first]), float(lags[last])),
+        n_lags_in_window=last - first + 1,
+        timestep_ps=timestep,
+        duration_ps=timestep * (n_frames - 1),
+        n_atoms=n_atoms,
+        n_samples=n_samples,
+        dof=dof,
+        method=method,
+        window_rule=None if window_ps is not None else rule,
+    )

@@ -1,0 +1,389 @@
+"""Trajectory readers: unwrapped, drift-corrected positions of one ion species, streamed.
+
+Formats: this project's H5MD (fix superionic/h5md), LAMMPS's own `dump h5md`, LAMMPS `dump custom`
+text, anything ASE reads as a trajectory (extxyz, .traj) and VASP XDATCAR. Every reader yields
+frame blocks of wrapped-or-unwrapped positions; `load_ion_positions` then unwraps (images, or
+minimum-image jumps between consecutive frames when a format has none), removes the drift of the
+whole system's centre of mass, and keeps the chosen ion, frame block by frame block. Large
+trajectories go to a disk-backed array, never wholly into memory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from ase.data import atomic_masses, atomic_numbers
+
+from superionic.analysis.errors import AnalysisError
+from superionic.analysis.trajectory import unwrap
+
+FRAME_BLOCK = 256
+MEMMAP_BYTES = 256 * 2**20  # beyond this the ion positions live in a temporary file
+
+
+class TrajectoryError(AnalysisError):
+    """A trajectory that cannot be analysed; the message names the file and the fix."""
+
+
+@dataclass
+class Block:
+    """Consecutive frames: positions [F, N, 3] (Å), images [F, N, 3] or None, cells [F, 3, 3]."""
+
+    times_ps: np.ndarray
+    positions: np.ndarray
+    images: np.ndarray | None
+    cells: np.ndarray
+
+
+@dataclass
+class TrajectoryHeader:
+    path: str
+    format: str
+    n_frames: int
+    symbols: list[str]  # per atom
+    charges: np.ndarray | None = None  # per atom, elementary charges, if the file stores them
+    notes: list[str] = field(default_factory=list)
+
+
+class Reader:
+    header: TrajectoryHeader
+
+    def blocks(self, size: int = FRAME_BLOCK) -> Iterator[Block]:
+        raise NotImplementedError
+
+
+# --- H5MD (ours and LAMMPS's dump h5md) ---------------------------------------------------------
+
+
+class H5mdReader(Reader):
+    def __init__(self, path: Path, type_names: Sequence[str] | None) -> None:
+        import h5py
+
+        try:
+            self.file = h5py.File(path, "r")
+        except OSError as err:
+            raise TrajectoryError(f"{path}: not a readable HDF5 file, or truncated ({err})") from err
+        particles = self.file.get("particles")
+        if particles is None or not len(particles):
+            raise TrajectoryError(f"{path}: no /particles group; not an H5MD trajectory")
+        self.group = particles[next(iter(particles))]
+        if "position" not in self.group:
+            raise TrajectoryError(f"{path}: no particles/*/position; not an H5MD trajectory")
+        position = self.group["position"]
+        # A frame counts once its step is written (our writer extends step last).
+        n_frames = min(len(position["step"]), len(position["value"]))
+        names = list(type_names) if type_names else self._stored_type_names()
+        species = self.group.get("species")
+        if species is None:
+            raise TrajectoryError(f"{path}: no particles/*/species; cannot tell which atoms are which")
+        # Ours stores species once; LAMMPS's dump h5md may store it per frame (species/value).
+        types = species["value"][0] if isinstance(species, h5py.Group) else species[:]
+        if not names:
+            raise TrajectoryError(
+                f"{path}: the file stores LAMMPS types but not their elements; pass the element of "
+                "each type in order (--types Li Ge P S)"
+            )
+        if types.max() > len(names):
+            raise TrajectoryError(f"{path}: type {types.max()} has no element among {names}")
+        charges = self.group["charge"][:] if "charge" in self.group else None
+        self.has_images = "image" in self.group
+        self.header = TrajectoryHeader(
+            str(path),
+            "h5md",
+            n_frames,
+            [names[t - 1] for t in types],
+            charges,
+        )
+
+    def _stored_type_names(self) -> list[str]:
+        params = self.file.get("parameters/superionic")
+        if params is not None and "type_names" in params.attrs:
+            return [n.decode() if isinstance(n, bytes) else str(n) for n in params.attrs["type_names"]]
+        return []
+
+    def blocks(self, size: int = FRAME_BLOCK) -> Iterator[Block]:
+        position = self.group["position"]
+        edges = self.group["box/edges"]
+        for start in range(0, self.header.n_frames, size):
+            stop = min(start + size, self.header.n_frames)
+            value = edges["value"][start:stop]
+            cells = (
+                value if value.ndim == 3 else np.stack([np.diag(v) for v in value])
+            )  # orthogonal: 3 lengths
+            yield Block(
+                times_ps=np.asarray(position["time"][start:stop], dtype=np.float64),
+                positions=np.asarray(position["value"][start:stop], dtype=np.float64),
+                images=np.asarray(self.group["image/value"][start:stop]) if self.has_images else None,
+                cells=np.asarray(cells, dtype=np.float64),
+            )
+
+
+# --- LAMMPS dump custom text -------------------------------------------------------------------
+
+
+class DumpCustomReader(Reader):
+    """Columns id, type and xu yu zu, or x y z with ix iy iz (or without: unwrapped by jumps)."""
+
+    def __init__(self, path: Path, type_names: Sequence[str] | None, timestep_ps: float | None) -> None:
+        if not type_names:
+            raise TrajectoryError(
+                f"{path}: a dump custom file has types, not elements; pass --types Li Ge P S"
+            )
+        if timestep_ps is None:
+            raise TrajectoryError(f"{path}: a dump custom file has steps, not times; pass --timestep-ps")
+        self.path, self.names, self.dt = path, list(type_names), timestep_ps
+        first = next(self._frames(), None)
+        if first is None:
+            raise TrajectoryError(f"{path}: no complete frame")
+        _, _, table, columns = first
+        order = np.argsort(table[:, columns.index("id")])
+        types = table[order, columns.index("type")].astype(int)
+        n_frames = sum(1 for _ in self._frames())
+        self.header = TrajectoryHeader(
+            str(path), "lammps-dump-custom", n_frames, [self.names[t - 1] for t in types]
+        )
+
+    def _frames(self) -> Iterator[tuple[int, np.ndarray, np.ndarray, list[str]]]:
+        with open(self.path) as handle:
+            lines = iter(handle)
+            for line in lines:
+                if not line.startswith("ITEM: TIMESTEP"):
+                    continue
+                try:
+                    step = int(next(lines))
+                    next(lines)
+                    n = int(next(lines))
+                    box_header = next(lines)
+                    bounds = np.array([[float(v) for v in next(lines).split()] for _ in range(3)])
+                    columns = next(lines).split()[2:]
+                    rows = [next(lines) for _ in range(n)]
+                except (StopIteration, ValueError) as err:
+                    raise TrajectoryError(
+                        f"{self.path}: truncated or malformed frame after step line '{line.strip()}' "
+                        f"({type(err).__name__}); cut the file at the last complete frame"
+                    ) from err
+                table = np.loadtxt(rows, ndmin=2)
+                if table.shape[0] != n:
+                    raise TrajectoryError(
+                        f"{self.path}: frame at step {step} has {table.shape[0]} of {n} atoms"
+                    )
+                yield step, _dump_cell(bounds, "xy" in box_header), table, columns
+
+    def blocks(self, size: int = FRAME_BLOCK) -> Iterator[Block]:
+        times, positions, images, cells = [], [], [], []
+        for step, cell, table, columns in self._frames():
+            table = table[np.argsort(table[:, columns.index("id")])]
+            if {"xu", "yu", "zu"} <= set(columns):
+                pos = table[:, [columns.index(c) for c in ("xu", "yu", "zu")]]
+                img = np.zeros_like(pos, dtype=np.int64)
+            elif {"x", "y", "z"} <= set(columns):
+                pos = table[:, [columns.index(c) for c in ("x", "y", "z")]]
+                img = (
+                    table[:, [columns.index(c) for c in ("ix", "iy", "iz")]].astype(np.int64)
+                    if {"ix", "iy", "iz"} <= set(columns)
+                    else None
+                )
+            else:
+                raise TrajectoryError(f"{self.path}: needs columns xu yu zu, or x y z (with ix iy iz)")
+            times.append(step * self.dt)
+            positions.append(pos)
+            images.append(img)
+            cells.append(cell)
+            if len(times) == size:
+                yield _block(times, positions, images, cells)
+                times, positions, images, cells = [], [], [], []
+        if times:
+            yield _block(times, positions, images, cells)
+
+
+def _block(times, positions, images, cells) -> Block:
+    return Block(
+        times_ps=np.array(times),
+        positions=np.array(positions),
+        images=None if any(i is None for i in images) else np.array(images),
+        cells=np.array(cells),
+    )
+
+
+def _dump_cell(bounds: np.ndarray, tilted: bool) -> np.ndarray:
+    if not tilted:
+        return np.diag(bounds[:, 1] - bounds[:, 0])
+    (xlo_b, xhi_b, xy), (ylo_b, yhi_b, xz), (zlo, zhi, yz) = bounds
+    lx = (xhi_b - max(0.0, xy, xz, xy + xz)) - (xlo_b - min(0.0, xy, xz, xy + xz))
+    ly = (yhi_b - max(0.0, yz)) - (ylo_b - min(0.0, yz))
+    return np.array([[lx, 0, 0], [xy, ly, 0], [xz, yz, zhi - zlo]])
+
+
+# --- ASE-readable trajectories (extxyz, .traj, XDATCAR) ------------------------------------------
+
+
+class AseReader(Reader):
+    def __init__(self, path: Path, fmt: str | None, timestep_ps: float | None) -> None:
+        from ase.io import iread
+
+        self.path, self.fmt = path, fmt
+        self._iread = iread
+        try:
+            first = next(iread(str(path), index=":", format=fmt))
+        except Exception as err:  # ase raises many types for unreadable input
+            raise TrajectoryError(f"{path}: ase.io cannot read it ({type(err).__name__}: {err})") from err
+        n_frames = sum(1 for _ in iread(str(path), index=":", format=fmt))
+        self.dt = timestep_ps
+        times = first.info.get("time_ps")
+        if times is None and timestep_ps is None:
+            raise TrajectoryError(
+                f"{path}: frames carry no time (info 'time_ps'); pass --timestep-ps, the time between frames"
+            )
+        kind = "vasp-xdatcar" if (fmt == "vasp-xdatcar" or "XDATCAR" in path.name) else "ase"
+        self.header = TrajectoryHeader(str(path), kind, n_frames, first.get_chemical_symbols())
+
+    def blocks(self, size: int = FRAME_BLOCK) -> Iterator[Block]:
+        times, positions, cells = [], [], []
+        for k, atoms in enumerate(self._iread(str(self.path), index=":", format=self.fmt)):
+            times.append(float(atoms.info["time_ps"]) if "time_ps" in atoms.info else k * self.dt)
+            positions.append(atoms.positions.copy())
+            cells.append(atoms.cell.array.copy())
+            if len(times) == size:
+                yield Block(np.array(times), np.array(positions), None, np.array(cells))
+                times, positions, cells = [], [], []
+        if times:
+            yield Block(np.array(times), np.array(positions), None, np.array(cells))
+
+
+def open_trajectory(
+    path: str | Path,
+    type_names: Sequence[str] | None = None,
+    timestep_ps: float | None = None,
+    fmt: str | None = None,
+) -> Reader:
+    source = Path(path)
+    if not source.exists():
+        raise TrajectoryError(f"{source}: no such trajectory file")
+    name = source.name
+    if fmt in (None, "h5md") and (name.endswith((".h5", ".h5md", ".hdf5"))):
+        return H5mdReader(source, type_names)
+    if fmt == "lammps-dump" or re.search(r"\.(dump|lammpstrj)$", name):
+        return DumpCustomReader(source, type_names, timestep_ps)
+    if "XDATCAR" in name:
+        return AseReader(source, "vasp-xdatcar", timestep_ps)
+    return AseReader(source, fmt, timestep_ps)
+
+
+# --- unwrapping, drift removal, ion selection ----------------------------------------------------
+
+
+@dataclass
+class IonTrajectory:
+    """Unwrapped positions of one ion species, centre-of-mass drift of the whole system removed."""
+
+    path: str
+    ion: str
+    times_ps: np.ndarray  # [T]
+    positions: np.ndarray  # [T, n_ion, 3] float64 (np.memmap for large files)
+    mean_volume_A3: float
+    n_atoms_total: int
+    charges: np.ndarray | None  # of the ions, if the file stores charges
+    unwrapped_by: str  # "images" | "unwrapped coordinates" | "minimum-image jumps"
+    drift_removed: str = "centre of mass of all atoms (atomic masses)"
+
+    def close(self) -> None:
+        if isinstance(self.positions, np.memmap):
+            filename = self.positions.filename
+            del self.positions
+            if filename and os.path.exists(filename):
+                os.remove(filename)
+
+
+def load_ion_positions(reader: Reader, ion: str, scratch: str | Path | None = None) -> IonTrajectory:
+    header = reader.header
+    symbols = np.array(header.symbols)
+    selected = np.nonzero(symbols == ion)[0]
+    if len(selected) == 0:
+        present = ", ".join(sorted(set(header.symbols)))
+        raise TrajectoryError(f"{header.path}: no {ion} atoms; the trajectory holds {present}")
+    if header.n_frames < 2:
+        raise TrajectoryError(
+            f"{header.path}: {header.n_frames} frame(s); transport needs a trajectory of many frames"
+        )
+    masses = np.array([atomic_masses[atomic_numbers[s]] for s in header.symbols])
+    total_mass = masses.sum()
+    nbytes = header.n_frames * len(selected) * 3 * 8
+    if nbytes > MEMMAP_BYTES:
+        handle = tempfile.NamedTemporaryFile(
+            dir=scratch, prefix="superionic_ions_", suffix=".f64", delete=False
+        )
+        handle.close()
+        out = np.memmap(handle.name, dtype=np.float64, mode="w+", shape=(header.n_frames, len(selected), 3))
+    else:
+        out = np.empty((header.n_frames, len(selected), 3))
+    times = np.empty(header.n_frames)
+    volumes = []
+    previous = None  # last frame's unwrapped positions of all atoms (for jump unwrapping)
+    com0 = None
+    method = None
+    frame = 0
+    for block in reader.blocks():
+        if not np.all(np.isfinite(block.positions)):
+            raise TrajectoryError(
+                f"{header.path}: NaN or infinite positions near frame {frame}; the run blew up"
+            )
+        if block.images is not None:
+            unwrapped = block.positions + np.einsum("fni,fij->fnj", block.images, block.cells)
+            method = "images"
+        else:
+            unwrapped, previous = _unwrap_jumps(block.positions, block.cells, previous, header.path, frame)
+            method = "minimum-image jumps"
+        com = np.einsum("fni,n->fi", unwrapped, masses) / total_mass
+        if com0 is None:
+            com0 = com[0].copy()
+        n = len(block.times_ps)
+        out[frame : frame + n] = unwrapped[:, selected, :] - (com - com0)[:, None, :]
+        times[frame : frame + n] = block.times_ps
+        volumes.extend(abs(np.linalg.det(block.cells)))
+        frame += n
+    steps = np.diff(times)
+    if np.any(steps <= 0) or not np.allclose(steps, steps[0], rtol=1e-6, atol=1e-9):
+        raise TrajectoryError(
+            f"{header.path}: frames are not evenly spaced in time (intervals {steps.min():.6g} to "
+            f"{steps.max():.6g} ps); analyse one evenly sampled run at a time"
+        )
+    charges = header.charges[selected] if header.charges is not None else None
+    return IonTrajectory(
+        header.path, ion, times, out, float(np.mean(volumes)), len(symbols), charges, method or "images"
+    )
+
+
+def _unwrap_jumps(
+    positions: np.ndarray, cells: np.ndarray, previous: np.ndarray | None, path: str, first_frame: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unwrap one block of wrapped positions by minimum-image jumps, continuing from the previous block.
+
+    The previous block's last unwrapped frame is prepended, so jumps across block boundaries are
+    unwrapped too. Where an atom moves nearly half a cell between frames the image is a guess:
+    refused, not warned about. Already-unwrapped coordinates pass through unchanged.
+    """
+    if not np.allclose(cells, cells[0], rtol=0, atol=1e-9):
+        raise TrajectoryError(
+            f"{path}: frames {first_frame}+ change the cell but store no image flags; positions cannot be "
+            "unwrapped reliably: write image flags (ix iy iz) or unwrapped coordinates"
+        )
+    stacked = positions if previous is None else np.concatenate([previous[None], positions])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        try:
+            out = unwrap(stacked, cells[0])
+        except RuntimeWarning as err:
+            raise TrajectoryError(
+                f"{path}: frames {first_frame}+: {err}; "
+                "or write image flags (ix iy iz) or unwrapped coordinates"
+            ) from err
+    if previous is not None:
+        out = out[1:]
+    return out, out[-1].copy()

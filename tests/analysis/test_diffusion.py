@@ -1,0 +1,186 @@
+"""Tracer D from synthetic random walks with known D: recovery, interval coverage, window rule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from superionic.analysis import (
+    NoDiffusiveRegimeError,
+    TrajectoryTooShortError,
+    WindowRule,
+    local_loglog_slope,
+    remove_drift,
+    select_diffusive_window,
+    tracer_diffusion,
+    unwrap,
+)
+from superionic.analysis.units import CM2_PER_S_PER_A2_PER_PS
+
+from ._synthetic import random_walk, times
+
+TIMESTEP_PS = 0.1
+# The bootstrap's percentile interval is a large-N approximation: per-atom D estimates are skewed
+# (skewness ~1.5 for one component), so its real coverage is ~93.5 % for 128 atoms and ~94.5 % for
+# 256 (measured over 1000 trials). With 256 walkers the chance that 100 trials fall below 90 % by
+# binomial scatter alone is ~3 % per scenario.
+N_WALKERS = 256
+N_STEPS = 200
+N_TRIALS = 100
+N_BOOTSTRAP = 300
+LI_MASS = 6.94
+FRAMEWORK_MASS = 32.06
+TRICLINIC = np.array([[9.0, 0.0, 0.0], [2.0, 8.5, 0.0], [-1.5, 1.0, 9.5]])
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    diffusion_A2_per_ps: tuple[float, float, float]
+    prepare: Callable[[np.random.Generator, np.ndarray], np.ndarray]  # walk -> positions to analyse
+
+
+def _as_given(rng: np.random.Generator, walk: np.ndarray) -> np.ndarray:
+    return walk
+
+
+def _drifting_system(rng: np.random.Generator, walk: np.ndarray) -> np.ndarray:
+    """Walkers (Li) inside a vibrating heavy framework, the whole system drifting; drift then removed."""
+    n_frames = walk.shape[0]
+    framework = rng.uniform(0.0, 10.0, size=(1, 3 * N_WALKERS, 3)) + rng.normal(
+        scale=0.05, size=(n_frames, 3 * N_WALKERS, 3)
+    )
+    system = np.concatenate([walk, framework], axis=1)
+    # A steady flow plus a random wander of the whole box (a thermostat's momentum kicks).
+    drift = np.linspace(0.0, 1.0, n_frames)[:, None] * np.array([6.0, -3.0, 2.0]) + np.cumsum(
+        rng.normal(scale=0.05, size=(n_frames, 3)), axis=0
+    )
+    masses = np.concatenate([np.full(N_WALKERS, LI_MASS), np.full(3 * N_WALKERS, FRAMEWORK_MASS)])
+    return remove_drift(system + drift[:, None, :], masses)[:, :N_WALKERS]
+
+
+def _wrapped_cubic(rng: np.random.Generator, walk: np.ndarray) -> np.ndarray:
+    box = 8.0
+    return unwrap(np.mod(walk, box), [box, box, box])
+
+
+def _drifting_wrapped_triclinic(rng: np.random.Generator, walk: np.ndarray) -> np.ndarray:
+    fractional = _drifting_system(rng, walk) @ np.linalg.inv(TRICLINIC)
+    wrapped = (fractional - np.floor(fractional)) @ TRICLINIC
+    return unwrap(wrapped, TRICLINIC)
+
+
+SCENARIOS = [
+    Scenario("isotropic", (0.1, 0.1, 0.1), _as_given),
+    Scenario("anisotropic", (0.02, 0.05, 0.2), _as_given),  # LGPS-like: fast along c
+    Scenario("isotropic_drift_removed", (0.1, 0.1, 0.1), _drifting_system),
+    Scenario("isotropic_wrapped_unwrapped", (0.1, 0.1, 0.1), _wrapped_cubic),
+    Scenario("anisotropic_drift_wrapped_triclinic", (0.02, 0.05, 0.2), _drifting_wrapped_triclinic),
+]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_bootstrap_interval_covers_true_D(scenario: Scenario, record_property: Callable) -> None:
+    true_components = np.array(scenario.diffusion_A2_per_ps) * CM2_PER_S_PER_A2_PER_PS
+    true_total = true_components.mean()
+    hits_total = 0
+    hits_components = np.zeros(3, dtype=int)
+    relative_errors = []
+    for trial in range(N_TRIALS):
+        # Each scenario draws its own walks, so the five coverages are independent measurements.
+        rng = np.random.default_rng([2024, SCENARIOS.index(scenario), trial])
+        walk = random_walk(rng, N_WALKERS, N_STEPS, TIMESTEP_PS, scenario.diffusion_A2_per_ps)
+        result = tracer_diffusion(
+            scenario.prepare(rng, walk), times(N_STEPS + 1, TIMESTEP_PS), n_bootstrap=N_BOOTSTRAP, seed=trial
+        )
+        low, high = result.ci95_cm2_per_s
+        hits_total += low <= true_total <= high
+        for axis, (lo, hi) in enumerate(result.components_ci95_cm2_per_s):
+            hits_components[axis] += lo <= true_components[axis] <= hi
+        relative_errors.append(result.diffusion_cm2_per_s / true_total - 1.0)
+    coverage = hits_total / N_TRIALS
+    component_coverage = hits_components / N_TRIALS
+    record_property("coverage_total", coverage)
+    record_property("coverage_components", component_coverage.tolist())
+    print(
+        f"\n[coverage] {scenario.name}: D in 95 % CI {coverage:.0%}, "
+        f"components {component_coverage.tolist()}, "
+        f"mean relative error {np.mean(relative_errors):+.3%}"
+    )
+    assert coverage >= 0.90, f"{scenario.name}: coverage {coverage:.0%} of {N_TRIALS} trials < 90 %"
+    # Components pooled (300 checks): one component alone scatters more than its mean coverage does.
+    assert component_coverage.mean() >= 0.90, f"{scenario.name}: component coverage {component_coverage}"
+    # The estimator is unbiased: the mean error over trials is within ~3 standard errors of the mean.
+    assert abs(np.mean(relative_errors)) < 3 * np.std(relative_errors) / np.sqrt(N_TRIALS)
+
+
+def test_drift_that_is_not_removed_inflates_D() -> None:
+    rng = np.random.default_rng(11)
+    walk = random_walk(rng, 32, 300, TIMESTEP_PS, 0.1) + np.linspace(0, 10.0, 301)[:, None, None]
+    biased = tracer_diffusion(walk, times(301, TIMESTEP_PS), window_ps=(1.0, 10.0), n_bootstrap=100)
+    assert biased.ci95_cm2_per_s[0] > 2 * 0.1 * CM2_PER_S_PER_A2_PER_PS
+
+
+def test_result_fields_units_and_determinism() -> None:
+    walk = random_walk(np.random.default_rng(12), 40, 300, TIMESTEP_PS, (0.05, 0.1, 0.15))
+    first = tracer_diffusion(walk, times(301, TIMESTEP_PS) + 50.0, n_bootstrap=200, seed=3)
+    again = tracer_diffusion(walk, times(301, TIMESTEP_PS) + 50.0, n_bootstrap=200, seed=3)
+    assert first == again
+    assert first.n_atoms == 40 and first.n_samples == 200 and first.window_rule == WindowRule()
+    assert first.window_ps == pytest.approx((0.1, 10.0))  # a pure random walk is diffusive from lag 1 to T/3
+    assert first.duration_ps == pytest.approx(30.0) and first.timestep_ps == pytest.approx(0.1)
+    assert first.diffusion_cm2_per_s == pytest.approx(np.mean(first.components_cm2_per_s), rel=1e-12)
+    assert first.diffusion_A2_per_ps == pytest.approx(first.diffusion_cm2_per_s * 1e4)
+    assert first.ci95_cm2_per_s[0] < first.diffusion_cm2_per_s < first.ci95_cm2_per_s[1]
+    assert "D = " in first.summary() and first.to_dict()["n_atoms"] == 40
+
+
+def test_explicit_window_and_block_average() -> None:
+    walk = random_walk(np.random.default_rng(13), 16, 3000, TIMESTEP_PS, 0.1)
+    explicit = tracer_diffusion(walk, times(3001, TIMESTEP_PS), window_ps=(1.0, 20.0), n_bootstrap=200)
+    assert explicit.window_ps == pytest.approx((1.0, 20.0)) and explicit.window_rule is None
+    blocks = tracer_diffusion(walk, times(3001, TIMESTEP_PS), uncertainty="block_average", n_blocks=6)
+    assert blocks.n_samples == 6 and "block average" in blocks.method
+    for result in (explicit, blocks):
+        assert abs(result.diffusion_cm2_per_s - 1e-5) < 4 * result.stderr_cm2_per_s
+
+
+def _langevin_msd(lag_ps: np.ndarray, tau_ps: float) -> np.ndarray:
+    """Ornstein–Uhlenbeck velocity (Langevin) MSD: ballistic (slope 2) below τ, diffusive above."""
+    return 6 * 0.1 * (lag_ps - tau_ps * (1 - np.exp(-lag_ps / tau_ps)))
+
+
+def test_window_rule_skips_the_ballistic_regime() -> None:
+    lags = np.arange(3001) * 0.01
+    start, end = select_diffusive_window(lags, _langevin_msd(lags, tau_ps=0.5))
+    assert end == pytest.approx(10.0)
+    beta = local_loglog_slope(lags, _langevin_msd(lags, tau_ps=0.5))
+    index = round(start / 0.01)
+    assert abs(beta[index] - 1) <= 0.1 and (np.abs(beta[1:index] - 1) > 0.1).all()
+    assert 5 * 0.5 < start < 12 * 0.5
+
+
+def test_window_rule_is_not_fooled_by_the_ballistic_to_cage_crossing() -> None:
+    lags = np.arange(30001) * 0.01
+    # Ballistic rise (slope 2) into a cage plateau (slope → 0), then diffusion: the slope passes
+    # through 1 on the way down at ~0.1 ps, which must not start the window.
+    msd = 1.5 * (1 - np.exp(-((lags / 0.1) ** 2))) + 0.6 * lags
+    beta = local_loglog_slope(lags, msd)
+    crossing = int(np.flatnonzero(np.abs(beta[1:] - 1) <= 0.1)[0]) + 1
+    start, _ = select_diffusive_window(lags, msd)
+    assert lags[crossing] < 0.2 and start > 10.0
+    assert (np.abs(beta[round(start / 0.01) : 5000] - 1) <= 0.1).all()
+
+
+def test_window_rule_errors_name_the_fix() -> None:
+    lags = np.arange(301) * 0.1
+    with pytest.raises(NoDiffusiveRegimeError, match="run longer"):
+        select_diffusive_window(lags, 6 * np.sqrt(lags))  # subdiffusive everywhere
+    with pytest.raises(TrajectoryTooShortError, match="run longer"):
+        select_diffusive_window(lags[:25], 0.6 * lags[:25])
+    assert select_diffusive_window(lags[:25], 0.6 * lags[:25], WindowRule(min_points=5)) == pytest.approx(
+        (0.1, 0.8)
+    )
