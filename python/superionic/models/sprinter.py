@@ -6,11 +6,16 @@ coefficients c:
 - radial descriptors      q⁰_{i,n} = Σ_j g_n(r_ij),     g_n = Σ_k c_{s_i s_j n k} f_k
 - angular descriptors     qˡ_{i,n} = Σ_{j,k} h_n(r_ij) h_n(r_ik) P_l(cos θ_jik),  l = 1 … l_max (≤ 4)
 
-The angular sums are three-body but evaluated in O(edges): the neighbour sums of the moment
-tensors Mˡ = Σ_j h_n(r_ij) û_ij^{⊗l} come first, their contractions second (|Mˡ|² gives
-Σ h h cosˡθ; the Legendre combinations follow from those). Descriptors are standardised with
-statistics taken once from the training data, fed to a small MLP per species, scaled by the force
-RMS and shifted by per-species reference energies from a linear fit.
+The angular sums are three-body but evaluated in O(edges): with real spherical harmonics in
+Schmidt semi-normalisation, Σ_m Y_lm(û)Y_lm(v̂) = P_l(û·v̂) (addition theorem), so
+qˡ = Σ_m (Σ_j h_j Y_lm(û_ij))²: neighbour sums first (2l+1 numbers per order), squares second.
+Descriptors are standardised with statistics taken once from the training data, fed to a small
+MLP per species, scaled by the force RMS and shifted by per-species reference energies from a
+linear fit.
+
+A core repulsion A·(r_min²/r² − 1)³ acts only below r_min, the shortest distance of each species
+pair in the training data: zero (to second derivative) on every training geometry, so it does not
+bias the fit, but it keeps MD from collapsing into distances the model has never seen.
 """
 
 from __future__ import annotations
@@ -25,6 +30,56 @@ from superionic.models.contract import ContractModel
 from superionic.models.reference import smooth_cutoff
 
 MAX_L = 4
+
+
+def real_harmonics(unit: Tensor, l_max: int) -> list[Tensor]:
+    """Schmidt semi-normalised real spherical harmonics of unit vectors, one [E, 2l+1] per l ≥ 1."""
+    # Locals, not module constants: TorchScript cannot close over Python floats.
+    SQ3, SQ5, SQ10, SQ15 = 1.7320508075688772, 2.23606797749979, 3.1622776601683795, 3.872983346207417
+    SQ35, SQ70, SQ3_8, SQ5_8 = 5.916079783099616, 8.366600265340756, 0.6123724356957945, 0.7905694150420949
+    x, y, z = unit[:, 0], unit[:, 1], unit[:, 2]
+    out = [unit]
+    if l_max >= 2:
+        out.append(
+            torch.stack(
+                [(3 * z * z - 1) / 2, SQ3 * x * z, SQ3 * y * z, SQ3 / 2 * (x * x - y * y), SQ3 * x * y], dim=1
+            )
+        )
+    if l_max >= 3:
+        z2 = 5 * z * z
+        out.append(
+            torch.stack(
+                [
+                    z * (z2 - 3) / 2,
+                    SQ3_8 * x * (z2 - 1),
+                    SQ3_8 * y * (z2 - 1),
+                    SQ15 / 2 * z * (x * x - y * y),
+                    SQ15 * x * y * z,
+                    SQ5_8 * x * (x * x - 3 * y * y),
+                    SQ5_8 * y * (3 * x * x - y * y),
+                ],
+                dim=1,
+            )
+        )
+    if l_max >= 4:
+        z2 = 7 * z * z
+        out.append(
+            torch.stack(
+                [
+                    (35 * z**4 - 30 * z * z + 3) / 8,
+                    SQ10 / 4 * x * z * (z2 - 3),
+                    SQ10 / 4 * y * z * (z2 - 3),
+                    SQ5 / 4 * (x * x - y * y) * (z2 - 1),
+                    SQ5 / 2 * x * y * (z2 - 1),
+                    SQ70 / 4 * x * z * (x * x - 3 * y * y),
+                    SQ70 / 4 * y * z * (3 * x * x - y * y),
+                    SQ35 / 8 * (x**4 - 6 * x * x * y * y + y**4),
+                    SQ35 / 2 * x * y * (x * x - y * y),
+                ],
+                dim=1,
+            )
+        )
+    return out[:l_max]
 
 
 class SpeciesLinear(torch.nn.Module):
@@ -88,6 +143,9 @@ class Sprinter(ContractModel):
         self.register_buffer("descriptor_std", torch.ones(n_descriptors, dtype=dtype))
         self.register_buffer("energy_shift", torch.zeros(n_species, dtype=dtype))
         self.register_buffer("energy_scale", torch.ones((), dtype=dtype))
+        # Core repulsion: squared onset radius per species pair (0 = off) and strength in eV.
+        self.register_buffer("core_radius_sq", torch.zeros(n_species, n_species, dtype=dtype))
+        self.register_buffer("core_strength", torch.ones((), dtype=dtype))
 
     def descriptors(self, edge_vec: Tensor, edge_src: Tensor, edge_dst: Tensor, species: Tensor) -> Tensor:
         n_atoms = species.shape[0]
@@ -102,25 +160,11 @@ class Sprinter(ContractModel):
         features = [q0]
         if self.l_max > 0:
             h = (self.angular_coeff[s_src, s_dst] * basis[:, None, :]).sum(-1)  # [E, C]
-            unit = edge_vec / r[:, None]
-            c = self.angular_channels
-            # |Mˡ|² = Σ_jk h_j h_k cosˡθ_jk for the moment tensors Mˡ = Σ_j h_j û_j^{⊗l}.
-            norms = [(edge_vec.new_zeros((n_atoms, c)).index_add(0, edge_src, h)).pow(2)]
-            moment_edge = h[:, :, None]
-            for _ in range(self.l_max):
-                moment_edge = (moment_edge[:, :, :, None] * unit[:, None, None, :]).reshape(h.shape[0], c, -1)
-                moment = edge_vec.new_zeros((n_atoms, c, moment_edge.shape[2])).index_add(
-                    0, edge_src, moment_edge
+            for harmonic in real_harmonics(edge_vec / r[:, None], self.l_max):
+                moment = edge_vec.new_zeros((n_atoms, h.shape[1], harmonic.shape[1])).index_add(
+                    0, edge_src, h[:, :, None] * harmonic[:, None, :]
                 )
-                norms.append((moment * moment).sum(-1))
-            # Legendre polynomials P_l(cos θ) written in powers of cos θ.
-            features.append(norms[1])
-            if self.l_max >= 2:
-                features.append(1.5 * norms[2] - 0.5 * norms[0])
-            if self.l_max >= 3:
-                features.append(2.5 * norms[3] - 1.5 * norms[1])
-            if self.l_max >= 4:
-                features.append((35.0 * norms[4] - 30.0 * norms[2] + 3.0 * norms[0]) / 8.0)
+                features.append((moment * moment).sum(-1))
         return torch.cat(features, dim=1)
 
     def node_energy(self, edge_vec: Tensor, edge_src: Tensor, edge_dst: Tensor, species: Tensor) -> Tensor:
@@ -131,4 +175,9 @@ class Sprinter(ContractModel):
             h = layer(h, species)
             if k < last:
                 h = torch.nn.functional.silu(h)
-        return self.energy_shift[species] + self.energy_scale * h.squeeze(1)
+        energy = self.energy_shift[species] + self.energy_scale * h.squeeze(1)
+        ratio = self.core_radius_sq[species[edge_src], species[edge_dst]] * (edge_vec * edge_vec).sum(-1).pow(
+            -1
+        )
+        core = 0.5 * self.core_strength * (ratio - 1.0).clamp(min=0.0).pow(3)
+        return energy.index_add(0, edge_src, core)

@@ -19,6 +19,21 @@ def fit_energy_shifts(frames: Sequence[Frame], n_species: int) -> np.ndarray:
     return shifts
 
 
+def shortest_pair_distances(frames: Sequence[Frame], n_species: int) -> np.ndarray:
+    """[S, S] shortest distance of each species pair in the frames; pairs never seen within the
+    cutoff get the shortest distance of any pair (the wall then only guards against collapse)."""
+    shortest = np.full((n_species, n_species), np.inf)
+    for f in frames:
+        if not len(f.edge_src):
+            continue
+        dist = f.edge_vec.norm(dim=1).numpy()
+        a, b = f.species[f.edge_src].numpy(), f.species[f.edge_dst].numpy()
+        np.minimum.at(shortest, (a, b), dist)
+    finite = shortest[np.isfinite(shortest)]
+    fallback = finite.min() if finite.size else 0.0
+    return np.where(np.isfinite(shortest), shortest, fallback)
+
+
 def initialise_sprinter(model: Sprinter, frames: Sequence[Frame], max_frames: int = 64) -> None:
     dtype = model.energy_shift.dtype
     shifts = fit_energy_shifts(frames, len(model.species_names))
@@ -30,3 +45,5 @@ def initialise_sprinter(model: Sprinter, frames: Sequence[Frame], max_frames: in
         q = model.descriptors(sample.edge_vec, sample.edge_src, sample.edge_dst, sample.species)
         model.descriptor_mean.copy_(q.mean(0))
         model.descriptor_std.copy_(q.std(0).clamp(min=1e-6))
+        shortest = shortest_pair_distances(frames, len(model.species_names))
+        model.core_radius_sq.copy_(torch.tensor(shortest**2, dtype=dtype))

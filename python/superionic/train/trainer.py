@@ -259,7 +259,7 @@ class Trainer:
                                 t.epochs,
                                 self.state.step_in_epoch,
                                 steps_per_epoch,
-                                float(loss),
+                                float(loss.detach()),
                             )
                         )
                 val_loss, collected = self.evaluate(self.ema, self.val_frames)
