@@ -1,0 +1,167 @@
+"""`superionic data ...`: generate labelled reference data and reference MD trajectories.
+
+Wire into the main parser with ``add_data_commands(verbs)``, where ``verbs`` is the object
+``parser.add_subparsers(...)`` returned; errors worth one line without a traceback are listed in
+:data:`DATA_ERRORS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from superionic.data.generate import GenerateConfig, GenerationError
+from superionic.data.labellers import LABELLERS, LabellerError
+from superionic.data.materials import MATERIALS, MaterialError
+
+__all__ = ["DATA_ERRORS", "add_data_commands"]
+
+DATA_ERRORS = (GenerationError, LabellerError, MaterialError)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.replace(",", " ").split())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from error
+
+
+def _supercell(text: str) -> tuple[int, int, int]:
+    parts = text.lower().replace("x", " ").replace(",", " ").split()
+    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"supercell must look like 2x1x1, got {text!r}")
+    return (int(parts[0]), int(parts[1]), int(parts[2]))
+
+
+def _limit_threads(threads: int | None) -> None:
+    # OpenMP reads this only at start-up of its runtime; set it before torch spins threads up.
+    if threads is not None:
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+def _progress(description: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn(description),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[kind]}"),
+        TimeElapsedColumn(),
+    )
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from superionic.data.generate import generate
+
+    _limit_threads(args.threads)
+    config = GenerateConfig(
+        material=args.material,
+        labeller=args.labeller,
+        frames=args.frames,
+        temperatures=args.temperatures,
+        strain_fraction=args.strain_fraction,
+        sample_every=args.sample_every,
+        equilibration_steps=args.equilibration_steps,
+        seed=args.seed,
+        supercell=args.supercell,
+        device=args.device,
+        threads=args.threads,
+        output=args.output,
+    )
+    with _progress(f"{args.material} / {args.labeller}") as progress:
+        task = progress.add_task("generate", total=args.frames, kind="")
+        result = generate(
+            config, on_progress=lambda done, total, kind: progress.update(task, completed=done, kind=kind)
+        )
+    summary = result.summary
+    print(
+        f"{summary['frames']} frames -> {result.output} ({summary['wall_time_s']:.0f} s); "
+        f"summary {result.summary_json}"
+    )
+    return 0
+
+
+def cmd_reference_md(args: argparse.Namespace) -> int:
+    from superionic.data.reference_md import ReferenceMDConfig, run_reference_md
+
+    _limit_threads(args.threads)
+    config = ReferenceMDConfig(
+        material=args.material,
+        temperature=args.temperature,
+        steps=args.steps,
+        labeller=args.labeller,
+        timestep_fs=args.timestep,
+        write_every=args.write_every,
+        equilibration_steps=args.equilibration_steps,
+        thermostat=args.thermostat,
+        seed=args.seed,
+        supercell=args.supercell,
+        device=args.device,
+        threads=args.threads,
+        blocks=args.blocks,
+        output=args.output,
+    )
+    frames = args.steps // args.write_every + 1
+    with _progress(f"{args.material} {args.temperature:.0f} K") as progress:
+        task = progress.add_task("md", total=frames, kind="")
+        result = run_reference_md(
+            config, on_progress=lambda done, total: progress.update(task, completed=done)
+        )
+    s = result.summary
+    print(
+        json.dumps(
+            {
+                "output": str(result.output),
+                "summary": str(result.summary_json),
+                "production_ps": s["production_ps"],
+                "D_Li_cm2_per_s": s["D_Li_cm2_per_s"],
+                "D_Li_uncertainty_cm2_per_s": s["D_Li_uncertainty_cm2_per_s"],
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("material", help=f"one of {', '.join(MATERIALS)} (or its formula)")
+    parser.add_argument("--labeller", choices=LABELLERS, default="sevennet")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--supercell", type=_supercell, default=(1, 1, 1), help="e.g. 2x1x1 (default 1x1x1)")
+    parser.add_argument("--device", default="cpu", help="torch device of the labeller (cpu, cuda)")
+    parser.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads (default: torch's)")
+    parser.add_argument("-o", "--output", type=Path, default=None, help="extxyz.gz path; JSON goes beside it")
+
+
+def add_data_commands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``data generate`` and ``data reference-md`` under the ``data`` verb."""
+    data = subparsers.add_parser("data", help="make labelled reference data with a pretrained labeller")
+    actions = data.add_subparsers(dest="data_verb", required=True)
+
+    gen = actions.add_parser("generate", help="labeller MD at several temperatures plus strained cells")
+    _common(gen)
+    gen.add_argument("--frames", type=int, default=300)
+    gen.add_argument(
+        "--temperatures", type=_floats, default=(300.0, 600.0, 900.0, 1200.0), help="K, e.g. 300,900"
+    )
+    gen.add_argument("--strain-fraction", type=float, default=0.25, help="share of strained, rattled frames")
+    gen.add_argument("--sample-every", type=int, default=10, help="MD steps between kept frames")
+    gen.add_argument("--equilibration-steps", type=int, default=200)
+    gen.set_defaults(func=cmd_generate)
+
+    ref = actions.add_parser(
+        "reference-md", help="NVT trajectory (unwrapped) and Li tracer D for transport targets"
+    )
+    _common(ref)
+    ref.add_argument("--temperature", type=float, required=True, help="K")
+    ref.add_argument("--steps", type=int, required=True, help="production MD steps")
+    ref.add_argument("--timestep", type=float, default=2.0, help="fs")
+    ref.add_argument("--write-every", type=int, default=25, help="steps between written frames (25 = 50 fs)")
+    ref.add_argument("--equilibration-steps", type=int, default=1000)
+    ref.add_argument("--thermostat", choices=["nose-hoover", "langevin"], default="nose-hoover")
+    ref.add_argument("--blocks", type=int, default=5, help="blocks for the uncertainty of D")
+    ref.set_defaults(func=cmd_reference_md)
+    return data

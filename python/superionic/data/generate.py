@@ -1,0 +1,362 @@
+"""Reference data made by a labeller: its own MD at several temperatures plus strained cells.
+
+Sampling plan for ``frames`` frames (seeded, reproducible):
+
+* ``1 - strain_fraction`` of them come from Langevin NVT MD driven by the labeller itself, from
+  the ordered experimental cell, split evenly over ``temperatures``. Each temperature starts from
+  its own ordering of the partial occupancies (seed + index), equilibrates for
+  ``equilibration_steps`` and then keeps one frame every ``sample_every`` steps (≥ 10 steps = 20 fs
+  apart at 2 fs, long enough for the fast Li vibrations to decorrelate).
+* the rest are strained cells: a kept MD frame, deformed by an isotropic strain from
+  ``isotropic_strains`` or a random symmetric shear (off-diagonal ≤ ``shear_max``), positions
+  scaled with the cell and rattled by ``rattle`` Å. They teach the model the stress and the
+  equation of state around the experimental volume, which MD at one volume never visits.
+
+Every frame is labelled by a single-point call and written as extended XYZ (gzip-compressed)
+with energy (eV), forces (eV/Å) and stress (eV/Å³, ASE sign convention) held in a
+:class:`~ase.calculators.singlepoint.SinglePointCalculator`, so ``ase.io.read`` gives them back
+through ``get_potential_energy()``, ``get_forces()`` and ``get_stress()``. ``atoms.info`` carries
+the provenance of each frame; a JSON summary is written beside the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
+
+import superionic
+from superionic.data.labellers import Labeller, make_labeller
+from superionic.data.materials import MaterialSpec, build_structure, get_material
+
+__all__ = [
+    "GenerateConfig",
+    "GenerateResult",
+    "GenerationError",
+    "generate",
+    "label_frame",
+    "set_threads",
+]
+
+log = logging.getLogger(__name__)
+
+# Below this an MD frame has collapsed (atoms fused): the labeller left its domain, stop.
+COLLAPSE_DISTANCE = 0.7
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+class GenerationError(RuntimeError):
+    """Data generation that cannot proceed as configured."""
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """What to generate; every field ends up in the JSON summary."""
+
+    material: str
+    labeller: str = "sevennet"
+    frames: int = 300
+    temperatures: tuple[float, ...] = (300.0, 600.0, 900.0, 1200.0)
+    strain_fraction: float = 0.25
+    isotropic_strains: tuple[float, ...] = (-0.03, -0.02, 0.02, 0.03)
+    shear_max: float = 0.02
+    rattle: float = 0.02  # Å
+    timestep_fs: float = 2.0
+    sample_every: int = 10
+    equilibration_steps: int = 200
+    friction_per_fs: float = 0.01  # Langevin; strong enough to thermalise in ~100 fs
+    seed: int = 0
+    supercell: tuple[int, int, int] = (1, 1, 1)
+    device: str = "cpu"
+    threads: int | None = None
+    output: Path | None = None
+
+    def validate(self) -> None:
+        if self.frames < 1:
+            raise GenerationError(f"frames must be >= 1, got {self.frames}")
+        if not self.temperatures or min(self.temperatures) <= 0:
+            raise GenerationError(f"temperatures must be positive, got {self.temperatures}")
+        if not 0.0 <= self.strain_fraction < 1.0:
+            raise GenerationError(f"strain_fraction must be in [0, 1), got {self.strain_fraction}")
+        if self.sample_every < 1 or self.equilibration_steps < 0:
+            raise GenerationError("sample_every must be >= 1 and equilibration_steps >= 0")
+        if self.timestep_fs <= 0:
+            raise GenerationError(f"timestep_fs must be positive, got {self.timestep_fs}")
+
+    def output_path(self) -> Path:
+        if self.output is not None:
+            return Path(self.output)
+        return Path("data") / get_material(self.material).name / f"{self.labeller}.extxyz.gz"
+
+
+@dataclass
+class GenerateResult:
+    """What was written, with the summary that also goes to the JSON file."""
+
+    output: Path
+    summary_json: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def set_threads(threads: int | None) -> None:
+    """Limit torch's intra-op threads (the labellers run through torch); None leaves the default."""
+    if threads is None:
+        return
+    import torch
+
+    torch.set_num_threads(int(threads))
+
+
+def summary_path(output: Path) -> Path:
+    """``x.extxyz.gz`` -> ``x.json``."""
+    name = output.name
+    for suffix in (".extxyz.gz", ".xyz.gz", ".gz", ".extxyz", ".xyz"):
+        if name.endswith(suffix):
+            return output.with_name(name[: -len(suffix)] + ".json")
+    return output.with_name(name + ".json")
+
+
+def label_frame(atoms: Atoms, labeller: Labeller, info: dict[str, Any]) -> Atoms:
+    """A copy of ``atoms`` whose results (energy, forces, stress) are frozen in a single point."""
+    atoms.calc = labeller.calculator
+    energy = float(atoms.get_potential_energy())
+    forces = np.array(atoms.get_forces(), dtype=float)
+    stress = np.array(atoms.get_stress(voigt=True), dtype=float)
+    if not (math.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(stress).all()):
+        raise GenerationError(f"{labeller.name} returned non-finite results; the frame is outside its domain")
+    frame = Atoms(atoms.get_chemical_symbols(), positions=atoms.get_positions(), cell=atoms.cell, pbc=True)
+    # Training frames keep atoms inside the cell (ASE MD lets them drift out); labels are unchanged.
+    frame.wrap()
+    frame.info.update(info)
+    frame.calc = SinglePointCalculator(frame, energy=energy, forces=forces, stress=stress)
+    return frame
+
+
+def provenance(spec: MaterialSpec, labeller: Labeller, seed: int) -> dict[str, Any]:
+    """The fields every frame of a material/labeller carries."""
+    return {
+        "material": spec.name,
+        "formula": spec.formula,
+        "source": spec.citation,
+        "labeller": labeller.name,
+        "labeller_version": labeller.version,
+        "seed": int(seed),
+        "superionic_version": superionic.__version__,
+    }
+
+
+def check_not_collapsed(atoms: Atoms, context: str) -> None:
+    distances = atoms.get_all_distances(mic=True)
+    np.fill_diagonal(distances, np.inf)
+    if distances.min() < COLLAPSE_DISTANCE:
+        raise GenerationError(
+            f"{context}: atoms {distances.min():.2f} Å apart, the MD collapsed; "
+            "use a lower temperature or smaller timestep"
+        )
+
+
+class FrameWriter:
+    """Appends frames to ``<output>.partial`` (plain extxyz, readable while running) and gzips at the end."""
+
+    def __init__(self, output: Path) -> None:
+        self.output = output
+        self.partial = output.with_name(output.name + ".partial")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        self.partial.unlink(missing_ok=True)
+        self.count = 0
+
+    def add(self, frame: Atoms) -> None:
+        write(self.partial, frame, format="extxyz", append=True)
+        self.count += 1
+
+    def finish(self) -> None:
+        if self.count == 0:
+            raise GenerationError("no frames were produced")
+        with self.partial.open("rb") as src, gzip.open(self.output, "wb", compresslevel=9) as dst:
+            shutil.copyfileobj(src, dst)
+        self.partial.unlink()
+
+
+def _split(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [base + (1 if k < extra else 0) for k in range(parts)]
+
+
+def _strain_matrix(config: GenerateConfig, rng: np.random.Generator, k: int) -> tuple[np.ndarray, str]:
+    """Alternate isotropic strains (cycling through the list) with random symmetric shears."""
+    if k % 2 == 0 and config.isotropic_strains:
+        e = config.isotropic_strains[(k // 2) % len(config.isotropic_strains)]
+        return np.eye(3) * (1.0 + e), f"isotropic {e:+.3f}"
+    off = rng.uniform(-config.shear_max, config.shear_max, size=3)
+    eps = np.array([[0.0, off[0], off[1]], [off[0], 0.0, off[2]], [off[1], off[2], 0.0]])
+    return np.eye(3) + eps, "shear " + " ".join(f"{x:+.4f}" for x in off)
+
+
+def _md_frames(
+    start: Atoms,
+    labeller: Labeller,
+    config: GenerateConfig,
+    temperature: float,
+    count: int,
+    rng: np.random.Generator,
+    on_frame: Callable[[Atoms, int], None],
+) -> None:
+    atoms = start.copy()
+    atoms.calc = labeller.calculator
+    thermalize_momenta(atoms, temperature, rng=rng)
+    Stationary(atoms)
+    dyn = Langevin(
+        atoms,
+        timestep=config.timestep_fs * units.fs,
+        temperature_K=temperature,
+        friction=config.friction_per_fs / units.fs,
+        fixcm=False,  # ASE's fixcm=True biases small-cell NVT sampling; a drifting COM is harmless here
+        rng=rng,
+    )
+    if config.equilibration_steps:
+        dyn.run(config.equilibration_steps)
+    for _ in range(count):
+        dyn.run(config.sample_every)
+        check_not_collapsed(atoms, f"MD at {temperature:.0f} K")
+        on_frame(atoms, dyn.nsteps)
+
+
+def generate(config: GenerateConfig, on_progress: ProgressCallback | None = None) -> GenerateResult:
+    """Run the sampling plan and write ``config.output_path()`` plus its JSON summary."""
+    config.validate()
+    set_threads(config.threads)
+    spec = get_material(config.material)
+    output = config.output_path()
+    start_time = time.perf_counter()
+    labeller = make_labeller(config.labeller, device=config.device)
+    rng = np.random.default_rng(config.seed)
+    base_info = provenance(spec, labeller, config.seed)
+
+    n_strain = round(config.frames * config.strain_fraction)
+    n_md = config.frames - n_strain
+    per_temperature = _split(n_md, len(config.temperatures))
+    writer = FrameWriter(output)
+    kept: list[tuple[Atoms, float]] = []  # MD frames that strained frames start from
+    energies: list[float] = []
+    forces_max: list[float] = []
+    stresses: list[np.ndarray] = []
+    counts: dict[str, int] = {}
+
+    def emit(frame: Atoms, kind: str) -> None:
+        writer.add(frame)
+        n = len(frame)
+        energies.append(frame.get_potential_energy() / n)
+        forces_max.append(float(np.abs(frame.get_forces()).max()))
+        stresses.append(frame.get_stress())
+        counts[kind] = counts.get(kind, 0) + 1
+        if on_progress is not None:
+            on_progress(writer.count, config.frames, kind)
+
+    for k, (temperature, count) in enumerate(zip(config.temperatures, per_temperature, strict=True)):
+        if count == 0:
+            continue
+        ordering_seed = config.seed * 1000 + k
+        start = build_structure(spec, seed=ordering_seed, supercell=config.supercell)
+        log.info(
+            "%s: MD at %.0f K for %d frames (ordering seed %d)", spec.name, temperature, count, ordering_seed
+        )
+
+        def on_frame(
+            atoms: Atoms, step: int, temperature: float = temperature, ordering_seed: int = ordering_seed
+        ):
+            info = {
+                **base_info,
+                "sampling": "md",
+                "temperature_K": float(temperature),
+                "md_step": int(step),
+                "ordering_seed": int(ordering_seed),
+                "strain": "none",
+            }
+            # The MD calculator already holds this configuration's results: no extra force call.
+            frame = label_frame(atoms, labeller, info)
+            kept.append((frame, temperature))
+            emit(frame, f"md_{temperature:.0f}K")
+
+        _md_frames(start, labeller, config, temperature, count, rng, on_frame)
+
+    if n_strain and not kept:
+        raise GenerationError(
+            "strained frames need MD frames to start from; lower strain_fraction or add frames"
+        )
+    for k in range(n_strain):
+        source, temperature = kept[int(rng.integers(len(kept)))]
+        deformation, description = _strain_matrix(config, rng, k)
+        strained = Atoms(
+            source.get_chemical_symbols(), positions=source.get_positions(), cell=source.cell, pbc=True
+        )
+        strained.set_cell(strained.cell.array @ deformation.T, scale_atoms=True)
+        strained.positions += rng.normal(0.0, config.rattle, strained.positions.shape)
+        check_not_collapsed(strained, f"strained frame {description}")
+        info = {
+            **base_info,
+            "sampling": "strain",
+            "temperature_K": float(temperature),
+            "md_step": int(source.info["md_step"]),
+            "ordering_seed": int(source.info["ordering_seed"]),
+            "strain": description,
+        }
+        emit(label_frame(strained, labeller, info), "strain")
+
+    writer.finish()
+    wall = time.perf_counter() - start_time
+    stress = np.array(stresses)
+    summary = {
+        "file": output.name,
+        "frames": writer.count,
+        "atoms_per_frame": len(kept[0][0]) if kept else None,
+        "counts": counts,
+        "material": spec.name,
+        "formula": spec.formula,
+        "source": spec.citation,
+        "labeller": labeller.name,
+        "labeller_version": labeller.version,
+        "superionic_version": superionic.__version__,
+        "temperatures_K": list(config.temperatures),
+        "wall_time_s": round(wall, 1),
+        "energy_per_atom_eV": {"min": float(np.min(energies)), "max": float(np.max(energies))},
+        "force_component_abs_max_eV_per_A": {
+            "min": float(np.min(forces_max)),
+            "max": float(np.max(forces_max)),
+        },
+        "stress_eV_per_A3": {"min": float(stress.min()), "max": float(stress.max())},
+        "units": {
+            "energy": "eV",
+            "forces": "eV/Å",
+            "stress": "eV/Å³ (ASE convention, Voigt xx yy zz yz xz xy)",
+        },
+        "config": _jsonable(asdict(config)),
+    }
+    summary_json = summary_path(output)
+    summary_json.write_text(json.dumps(summary, indent=2) + "\n")
+    log.info("%s: wrote %d frames to %s in %.0f s", spec.name, writer.count, output, wall)
+    return GenerateResult(output=output, summary_json=summary_json, summary=summary)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

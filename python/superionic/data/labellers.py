@@ -1,0 +1,76 @@
+"""Pretrained universal potentials that label reference data (the "teacher" in place of DFT).
+
+Both ship their weights inside their PyPI wheels, so nothing is downloaded at run time:
+SevenNet-0 (``sevenn``) and CHGNet (``chgnet``). Each returns an ASE calculator with energy (eV),
+forces (eV/Å) and stress (eV/Å³, ASE sign convention); :class:`Labeller` carries the name and
+version string that every generated frame records as provenance.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+
+from ase.calculators.calculator import Calculator
+
+__all__ = ["LABELLERS", "Labeller", "LabellerError", "make_labeller"]
+
+LABELLERS = ("sevennet", "chgnet")
+
+
+class LabellerError(ValueError):
+    """A labeller that is unknown or cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class Labeller:
+    """An ASE calculator plus what it is, for provenance."""
+
+    name: str
+    model: str
+    package: str
+    package_version: str
+    calculator: Calculator
+
+    @property
+    def version(self) -> str:
+        """E.g. ``"SevenNet-0 (sevenn 0.13.0)"``: model and the wheel its weights came from."""
+        return f"{self.model} ({self.package} {self.package_version})"
+
+
+def _package_version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError as error:
+        raise LabellerError(f"the {package!r} package is not installed; pip install {package}") from error
+
+
+def _sevennet(device: str) -> Labeller:
+    version = _package_version("sevenn")
+    from sevenn.calculator import SevenNetCalculator  # heavy import, only when asked for
+
+    # "7net-0" resolves to the checkpoint bundled in the sevenn wheel (no network access).
+    calculator = SevenNetCalculator("7net-0", device=device)
+    return Labeller("sevennet", "SevenNet-0", "sevenn", version, calculator)
+
+
+def _chgnet(device: str) -> Labeller:
+    version = _package_version("chgnet")
+    from chgnet.model import CHGNet
+    from chgnet.model.dynamics import CHGNetCalculator
+
+    # CHGNet.load() reads the weights bundled in the chgnet wheel; its calculator converts the
+    # model's GPa stress to eV/Å³ (stress_weight = 1/160.2), which is what ASE expects.
+    model = CHGNet.load(use_device=device, verbose=False)
+    calculator = CHGNetCalculator(model=model, use_device=device)
+    return Labeller("chgnet", f"CHGNet {model.version or ''}".strip(), "chgnet", version, calculator)
+
+
+def make_labeller(name: str, device: str = "cpu") -> Labeller:
+    """The labeller ``name`` ("sevennet" or "chgnet") on ``device`` ("cpu", "cuda", ...)."""
+    key = name.strip().lower()
+    if key == "sevennet":
+        return _sevennet(device)
+    if key == "chgnet":
+        return _chgnet(device)
+    raise LabellerError(f"unknown labeller {name!r}; valid: {', '.join(LABELLERS)}")
