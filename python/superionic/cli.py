@@ -9,8 +9,9 @@ from pathlib import Path
 
 import torch
 
+from superionic.analysis.errors import AnalysisError
 from superionic.data.dataset import DataError
-from superionic.data.examples import DEMO_SPECIES, jittered_lattice
+from superionic.data.examples import DEMO_SPECIES
 from superionic.data.graph import GraphError
 from superionic.export import ExportError, export_model
 from superionic.md.driver import MdError
@@ -30,6 +31,7 @@ USER_ERRORS = (
     RunExistsError,
     LammpsError,
     MdError,
+    AnalysisError,
 )
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -170,43 +172,150 @@ def cmd_study_data_size(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+def _transport_line(r) -> str:
+    d, ne = r.tracer, r.nernst_einstein
+    text = (
+        f"{r.ion} at {r.temperature_K:g} K: "
+        f"D = {d['diffusion_cm2_per_s']:.3e} ± {d['stderr_cm2_per_s']:.1e} cm²/s "
+        f"(95% CI {d['ci95_cm2_per_s'][0]:.2e}–{d['ci95_cm2_per_s'][1]:.2e}); "
+        f"σ_NE = {1e3 * ne['conductivity_S_per_cm']:.3g} ± {1e3 * ne['stderr_S_per_cm']:.2g} mS/cm"
+    )
+    if r.conductivity:
+        c = r.conductivity
+        text += f"; σ = {1e3 * c['conductivity_S_per_cm']:.3g} ± {1e3 * c['stderr_S_per_cm']:.2g} mS/cm"
+    if r.haven:
+        text += f"; H_R = {r.haven['haven_ratio']:.2f} ± {r.haven['stderr']:.2f}"
+    return text
 
-    from superionic.md.nve import run_nve
 
-    workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    model_path = workdir / "reference.pt"
-    species = list(DEMO_SPECIES)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeRemainingColumn(),
-    ) as progress:
-        task = progress.add_task("export reference model", total=1)
-        export_model(_reference("local", species, "float64"), model_path)
-        progress.update(task, completed=1)
-        atoms = jittered_lattice((8, 8, 8), seed=5)
-        md = progress.add_task(f"LAMMPS NVE, {len(atoms)} atoms, {args.np} rank(s)", total=args.steps)
-        result = run_nve(
-            model_path,
-            atoms,
-            species,
-            workdir / "nve",
-            steps=args.steps,
-            nprocs=args.np,
-            on_step=lambda step: progress.update(md, completed=step),
+def _analyze_all(args: argparse.Namespace, paths: list[Path]) -> list:
+    from superionic.analysis.report import analyze_trajectory
+
+    reports = []
+    for k, path in enumerate(paths):
+        temperature = (
+            args.temperatures[k]
+            if getattr(args, "temperatures", None)
+            else getattr(args, "temperature", None)
         )
-    summary = {"model": str(model_path), "nve": result.__dict__}
-    (workdir / "demo.json").write_text(json.dumps(summary, indent=2))
+        out = Path(args.output) / (path.parent.name if len(paths) > 1 else "")
+        report = analyze_trajectory(
+            path,
+            args.ion,
+            out,
+            temperature_K=temperature,
+            type_names=args.types,
+            timestep_ps=args.timestep_ps,
+            charge_e=args.charge,
+        )
+        print(_transport_line(report))
+        reports.append(report)
+    return reports
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    report = _analyze_all(args, [args.trajectory])[0]
+    for note in report.notes:
+        print(f"note: {note}")
+    print(f"plot {report.msd_png}; numbers {Path(args.output) / f'transport_{args.ion}.json'}")
+    return 0
+
+
+def cmd_arrhenius(args: argparse.Namespace) -> int:
+    from superionic.analysis.report import arrhenius_report
+
+    if args.temperatures and len(args.temperatures) != len(args.trajectories):
+        raise AnalysisError(
+            f"--temperatures gives {len(args.temperatures)} values for {len(args.trajectories)} files"
+        )
+    result = arrhenius_report(_analyze_all(args, args.trajectories), args.output)
+    lo, hi = result.activation_energy_ci95_eV
+    slo, shi = result.conductivity_300K_ci95_S_per_cm
     print(
-        f"NVE {result.atoms} atoms x {result.steps} steps on {result.ranks} rank(s): "
-        f"energy drift {result.drift_eV_per_atom:+.2e} eV/atom, "
-        f"fluctuation {result.fluctuation_eV_per_atom:.1e} eV/atom, <T> {result.temperature_mean_K:.0f} K, "
-        f"{result.atom_steps_per_s:.3g} atom-steps/s\n"
-        f"plot {result.plot_png}; summary {workdir / 'demo.json'}"
+        f"Ea = {result.activation_energy_eV:.3f} ± {result.activation_energy_stderr_eV:.3f} eV "
+        f"(95% CI {lo:.3f}–{hi:.3f}); "
+        f"D(300 K) = {result.diffusion_300K_cm2_per_s:.2e} cm²/s; "
+        f"σ(300 K) = {1e3 * result.conductivity_300K_S_per_cm:.3g} mS/cm "
+        f"(95% CI {1e3 * slo:.2g}–{1e3 * shi:.2g})"
+    )
+    print(f"plot {result.plot_png}; numbers {Path(args.output) / f'arrhenius_{result.ion}.json'}")
+    return 0
+
+
+def _add_trajectory_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ion", default="Li", help="element whose transport is analysed")
+    parser.add_argument(
+        "--types", nargs="+", help="element of each LAMMPS type, for files that store only types"
+    )
+    parser.add_argument("--timestep-ps", type=float, help="time between frames, for files without times")
+    parser.add_argument("--charge", type=float, help="ion charge in e (default: from the file, else formal)")
+    parser.add_argument("-o", "--output", default="runs/analysis")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from superionic.pipeline import DemoSettings, run_demo
+
+    settings = DemoSettings(workdir=args.workdir, epochs=args.epochs, md_steps=args.md_steps, nprocs=args.np)
+    columns = (
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns) as progress:
+        train = progress.add_task("1/4 train sprinter (LGPS)", total=settings.epochs, status="")
+        export = progress.add_task("2/4 export TorchScript", total=1, status="")
+        md = {
+            t: progress.add_task(f"3/4 LAMMPS NVT {t:g} K", total=settings.md_steps, status="")
+            for t in settings.temperatures_K
+        }
+        analyze = progress.add_task("4/4 analyse transport", total=1, status="")
+        done = {"train": train, "export": train, "md": export, "analyze": None}
+
+        def stage(name: str) -> None:
+            previous = done[name]
+            if previous is not None:
+                progress.update(previous, completed=progress.tasks[previous].total)
+            if name == "analyze":
+                for task in md.values():
+                    progress.update(task, completed=settings.md_steps)
+
+        def trained(p) -> None:
+            status = f"val F-RMSE {p.val_force_rmse:.3f} eV/Å" if p.val_force_rmse is not None else ""
+            progress.update(train, completed=p.epoch + p.step_in_epoch / p.steps_per_epoch, status=status)
+
+        summary = run_demo(
+            settings,
+            on_stage=stage,
+            on_train=trained,
+            on_md=lambda t, step, total: progress.update(md[t], completed=step),
+        )
+        progress.update(analyze, completed=1)
+    a = summary.arrhenius
+    print(
+        f"sprinter: validation force RMSE {summary.validation_force_rmse_eV_per_A:.3f} eV/Å, "
+        f"energy RMSE {summary.validation_energy_rmse_meV_per_atom:.1f} meV/atom"
+    )
+    for r in summary.transport:
+        d, ne = r["tracer"], r["nernst_einstein"]
+        print(
+            f"Li {r['temperature_K']:g} K: "
+            f"D = {d['diffusion_cm2_per_s']:.2e} ± {d['stderr_cm2_per_s']:.1e} cm²/s, "
+            f"σ_NE = {1e3 * ne['conductivity_S_per_cm']:.3g} mS/cm"
+        )
+    lo, hi = a["activation_energy_ci95_eV"]
+    slo, shi = a["conductivity_300K_ci95_S_per_cm"]
+    print(
+        f"Ea = {a['activation_energy_eV']:.3f} ± {a['activation_energy_stderr_eV']:.3f} eV "
+        f"(95% CI {lo:.3f}–{hi:.3f}); "
+        f"σ(300 K) = {1e3 * a['conductivity_300K_S_per_cm']:.3g} mS/cm "
+        f"(95% CI {1e3 * slo:.2g}–{1e3 * shi:.2g})"
+    )
+    print(
+        f"wall time {sum(summary.wall_s.values()):.0f} s; plots in {args.workdir}/analysis; "
+        f"summary {args.workdir}/demo.json"
     )
     return 0
 
@@ -273,13 +382,30 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("-o", "--output", default="runs/study_data_size")
     size.set_defaults(func=cmd_study_data_size)
 
+    analyze = verbs.add_parser("analyze", help="D, σ and Haven ratio of one ion from one trajectory")
+    analyze.add_argument("trajectory", type=Path, help="H5MD, LAMMPS dump, extxyz/ASE trajectory or XDATCAR")
+    analyze.add_argument("--temperature", type=float, help="K (default: from superionic md's run.json)")
+    _add_trajectory_options(analyze)
+    analyze.set_defaults(func=cmd_analyze)
+
+    arrhenius = verbs.add_parser(
+        "arrhenius", help="activation energy and 300 K values from several temperatures"
+    )
+    arrhenius.add_argument("trajectories", type=Path, nargs="+")
+    arrhenius.add_argument(
+        "--temperatures", type=float, nargs="+", help="K, one per file (default: run.json)"
+    )
+    _add_trajectory_options(arrhenius)
+    arrhenius.set_defaults(func=cmd_arrhenius)
+
     from superionic.data.commands import add_data_commands
 
     add_data_commands(verbs)
 
-    demo = verbs.add_parser("demo", help="the main job on the shipped example (see README)")
+    demo = verbs.add_parser("demo", help="train → export → MD at 3 temperatures → D, σ, Ea on the LGPS data")
     demo.add_argument("--workdir", default="runs/demo")
-    demo.add_argument("--steps", type=int, default=2000)
+    demo.add_argument("--epochs", type=int, default=80, help="training epochs")
+    demo.add_argument("--md-steps", type=int, default=12_000, help="MD steps per temperature (2 fs)")
     demo.add_argument("--np", type=int, default=2, help="MPI ranks for LAMMPS")
     demo.set_defaults(func=cmd_demo)
     return parser

@@ -54,3 +54,28 @@ def test_checkpoint_calculator_equals_lammps(tmp_path: Path, trained: Path, npro
     virial = -stress * atoms.cell.volume
     lammps_order = virial[[0, 1, 2, 5, 4, 3]]
     np.testing.assert_allclose(lmp.virial, lammps_order, rtol=0, atol=1e-8 * np.abs(virial).max())
+
+
+def test_lgps_model_ase_equals_lammps(tmp_path: Path) -> None:
+    """The committed LGPS data → a briefly trained sprinter → the same energy in ASE and in LAMMPS."""
+    from superionic.data.materials import build_structure
+
+    data = Path(__file__).resolve().parents[2] / "data" / "LGPS" / "sevennet.extxyz.gz"
+    config = {
+        "data": {"train": [str(data)], "val_fraction": 0.1, "max_frames": 24},
+        "model": {"hidden": [16, 16], "l_max": 4},
+        "training": {"epochs": 2, "batch_size": 4, "threads": 1},
+        "output": str(tmp_path / "run"),
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = Trainer(load_config(tmp_path / "config.yaml")).run()
+    model, _, _ = model_from_checkpoint(result.checkpoint)
+    export_model(model, tmp_path / "lgps.pt")
+    atoms = build_structure("LGPS", seed=1, supercell=(1, 1, 2))
+    atoms.calc = SuperionicCalculator(tmp_path / "lgps.pt")
+    energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+    lmp = single_point(
+        tmp_path / "lmp", atoms, tmp_path / "lgps.pt", type_names=model.species_names, nprocs=2
+    )
+    assert lmp.energy == pytest.approx(energy, rel=1e-10)
+    np.testing.assert_allclose(lmp.forces, forces, rtol=0, atol=1e-8 * np.abs(forces).max())

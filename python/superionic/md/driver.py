@@ -141,6 +141,21 @@ def _run_one(config, atoms, elements, model_path, temperature, on_step) -> Tempe
     elif restart is None and trajectory.exists():
         raise MdError(f"{trajectory} exists but there is no restart to resume from; pass --overwrite")
     write_lammps_data(directory / "structure.data", atoms, elements)
+    # What analysis needs and a trajectory file cannot say: the thermostat's temperature.
+    (directory / "run.json").write_text(
+        json.dumps(
+            {
+                "temperature_K": temperature,
+                "timestep_ps": config.timestep_ps,
+                "eq_steps": config.eq_steps,
+                "steps": config.steps,
+                "dump_every": config.dump_every,
+                "elements": elements,
+                "model": str(model_path),
+            },
+            indent=2,
+        )
+    )
     variables = {
         "model": str(model_path),
         "data": "structure.data",

@@ -1,0 +1,224 @@
+"""From trajectory files to transport numbers: what `superionic analyze` and `arrhenius` run.
+
+One trajectory gives the tracer D of an ion (bootstrap over atoms), the Nernst–Einstein
+conductivity from it, the collective conductivity of that ion from its charge MSD (block
+averaging; the framework is treated as immobile, so σ is the ion's contribution) and the Haven
+ratio. Several temperatures give the Arrhenius activation energy and D, σ at 300 K with intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from superionic.analysis.arrhenius import fit_arrhenius
+from superionic.analysis.conductivity import haven_ratio, ionic_conductivity, nernst_einstein_conductivity
+from superionic.analysis.diffusion import tracer_diffusion
+from superionic.analysis.errors import AnalysisError
+from superionic.analysis.msd import msd_fft
+from superionic.analysis.readers import TrajectoryError, load_ion_positions, open_trajectory
+
+# Formal charges (e) used when neither the file nor the user gives one.
+FORMAL_CHARGES = {
+    "Li": 1.0,
+    "Na": 1.0,
+    "K": 1.0,
+    "Ag": 1.0,
+    "Cu": 1.0,
+    "Mg": 2.0,
+    "Ca": 2.0,
+    "Zn": 2.0,
+    "F": -1.0,
+    "Cl": -1.0,
+    "Br": -1.0,
+    "I": -1.0,
+    "O": -2.0,
+    "S": -2.0,
+}
+
+
+@dataclass
+class TransportReport:
+    trajectory: str
+    ion: str
+    temperature_K: float
+    n_ions: int
+    charge_e: float
+    volume_A3: float
+    duration_ps: float
+    unwrapped_by: str
+    drift_removed: str
+    tracer: dict[str, Any]
+    nernst_einstein: dict[str, Any]
+    conductivity: dict[str, Any] | None
+    haven: dict[str, Any] | None
+    msd_png: str
+    notes: list[str] = field(default_factory=list)
+
+
+def find_temperature(trajectory: Path) -> float | None:
+    """The run's temperature from `superionic md`'s run.json beside the file, or a T<value>K folder."""
+    info = trajectory.parent / "run.json"
+    if info.exists():
+        return float(json.loads(info.read_text())["temperature_K"])
+    match = re.search(r"T(\d+(?:\.\d+)?)K", str(trajectory.parent.name))
+    return float(match.group(1)) if match else None
+
+
+def analyze_trajectory(
+    path: str | Path,
+    ion: str,
+    output: str | Path,
+    temperature_K: float | None = None,
+    type_names: Sequence[str] | None = None,
+    timestep_ps: float | None = None,
+    charge_e: float | None = None,
+    n_bootstrap: int = 1000,
+) -> TransportReport:
+    from superionic.analysis.plots import plot_msd
+
+    source = Path(path)
+    temperature = temperature_K if temperature_K is not None else find_temperature(source)
+    if temperature is None:
+        raise TrajectoryError(f"{source}: temperature unknown; pass --temperature (K)")
+    reader = open_trajectory(source, type_names=type_names, timestep_ps=timestep_ps)
+    ions = load_ion_positions(reader, ion)
+    notes: list[str] = []
+    try:
+        charges = ions.charges
+        if charge_e is not None:
+            charge = charge_e
+        elif charges is not None:
+            charge = float(charges[0])
+        elif ion in FORMAL_CHARGES:
+            charge = FORMAL_CHARGES[ion]
+            notes.append(f"charge of {ion} taken as its formal charge {charge:+g} e")
+        else:
+            raise TrajectoryError(f"{source}: no charge known for {ion}; pass --charge")
+        positions, times = ions.positions, ions.times_ps
+        tracer = tracer_diffusion(positions, times, n_bootstrap=n_bootstrap)
+        n_ions = positions.shape[1]
+        ne = nernst_einstein_conductivity(tracer, n_ions, ions.mean_volume_A3, temperature, charge)
+        try:
+            sigma = ionic_conductivity(
+                positions,
+                np.full(n_ions, charge),
+                times,
+                ions.mean_volume_A3,
+                temperature,
+                window_ps=tracer.window_ps,
+            )
+            haven = haven_ratio(tracer, sigma, n_ions, charge)
+        except AnalysisError as err:
+            sigma = haven = None
+            notes.append(f"collective conductivity not determined: {err}")
+        out = Path(output)
+        out.mkdir(parents=True, exist_ok=True)
+        msd = msd_fft(positions)
+        png = plot_msd(
+            times - times[0],
+            msd.sum(axis=1),
+            tracer,
+            out / f"msd_{ion}.png",
+            components=True,
+            title=f"{ion} in {source.name}, {temperature:g} K",
+        )
+        report = TransportReport(
+            trajectory=str(source),
+            ion=ion,
+            temperature_K=temperature,
+            n_ions=n_ions,
+            charge_e=charge,
+            volume_A3=ions.mean_volume_A3,
+            duration_ps=float(times[-1] - times[0]),
+            unwrapped_by=ions.unwrapped_by,
+            drift_removed=ions.drift_removed,
+            tracer=tracer.to_dict(),
+            nernst_einstein=ne.to_dict(),
+            conductivity=sigma.to_dict() if sigma else None,
+            haven=haven.to_dict() if haven else None,
+            msd_png=str(png),
+            notes=notes,
+        )
+    finally:
+        ions.close()
+    (Path(output) / f"transport_{ion}.json").write_text(json.dumps(asdict(report), indent=2, default=_plain))
+    return report
+
+
+@dataclass
+class ArrheniusReport:
+    ion: str
+    temperatures_K: list[float]
+    diffusion_cm2_per_s: list[float]
+    diffusion_stderr_cm2_per_s: list[float]
+    activation_energy_eV: float
+    activation_energy_stderr_eV: float
+    activation_energy_ci95_eV: tuple[float, float]
+    diffusion_300K_cm2_per_s: float
+    diffusion_300K_ci95_cm2_per_s: tuple[float, float]
+    conductivity_300K_S_per_cm: float
+    conductivity_300K_ci95_S_per_cm: tuple[float, float]
+    conductivity_source: str
+    plot_png: str
+
+
+def arrhenius_report(reports: Sequence[TransportReport], output: str | Path) -> ArrheniusReport:
+    from superionic.analysis.plots import plot_arrhenius
+
+    if len({r.ion for r in reports}) != 1:
+        raise AnalysisError("arrhenius: the trajectories analyse different ions; give one ion")
+    if len(reports) < 2:
+        raise AnalysisError("arrhenius: needs trajectories at two or more temperatures")
+    ordered = sorted(reports, key=lambda r: r.temperature_K)
+    temps = np.array([r.temperature_K for r in ordered])
+    d = np.array([r.tracer["diffusion_cm2_per_s"] for r in ordered])
+    d_err = np.array([r.tracer["stderr_cm2_per_s"] for r in ordered])
+    fit = fit_arrhenius(temps, d, d_err, quantity="diffusion")
+    d300 = fit.extrapolate(300.0)
+    # σ(300 K) from the Nernst–Einstein conductivities: the tracer D is far less noisy than the charge MSD.
+    sigma = np.array([r.nernst_einstein["conductivity_S_per_cm"] for r in ordered])
+    sigma_err = np.array([r.nernst_einstein["stderr_S_per_cm"] for r in ordered])
+    sigma_fit = fit_arrhenius(temps, sigma, sigma_err, quantity="conductivity")
+    s300 = sigma_fit.extrapolate(300.0)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    png = plot_arrhenius(
+        temps,
+        d,
+        d_err,
+        fit,
+        out / f"arrhenius_{ordered[0].ion}.png",
+        title=f"{ordered[0].ion} tracer diffusion",
+    )
+    report = ArrheniusReport(
+        ion=ordered[0].ion,
+        temperatures_K=temps.tolist(),
+        diffusion_cm2_per_s=d.tolist(),
+        diffusion_stderr_cm2_per_s=d_err.tolist(),
+        activation_energy_eV=fit.activation_energy_eV,
+        activation_energy_stderr_eV=fit.activation_energy_stderr_eV,
+        activation_energy_ci95_eV=tuple(fit.activation_energy_ci95_eV),
+        diffusion_300K_cm2_per_s=d300.value,
+        diffusion_300K_ci95_cm2_per_s=tuple(d300.ci95),
+        conductivity_300K_S_per_cm=s300.value,
+        conductivity_300K_ci95_S_per_cm=tuple(s300.ci95),
+        conductivity_source="Nernst–Einstein from tracer D, Arrhenius in σT",
+        plot_png=str(png),
+    )
+    (out / f"arrhenius_{report.ion}.json").write_text(json.dumps(asdict(report), indent=2, default=_plain))
+    return report
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(type(value))
