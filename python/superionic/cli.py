@@ -404,9 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = verbs.add_parser("demo", help="train → export → MD at 3 temperatures → D, σ, Ea on the LGPS data")
     demo.add_argument("--workdir", default="runs/demo")
-    demo.add_argument("--epochs", type=int, default=80, help="training epochs")
-    demo.add_argument("--md-steps", type=int, default=12_000, help="MD steps per temperature (2 fs)")
-    demo.add_argument("--np", type=int, default=2, help="MPI ranks for LAMMPS")
+    demo.add_argument("--epochs", type=int, default=60, help="training epochs")
+    demo.add_argument("--md-steps", type=int, default=10_000, help="MD steps per temperature (2 fs)")
+    demo.add_argument("--np", type=int, default=1, help="MPI ranks for LAMMPS")
     demo.set_defaults(func=cmd_demo)
     return parser
 
