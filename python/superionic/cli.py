@@ -305,6 +305,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"D = {d['diffusion_cm2_per_s']:.2e} ± {d['stderr_cm2_per_s']:.1e} cm²/s, "
             f"σ_NE = {1e3 * ne['conductivity_S_per_cm']:.3g} mS/cm"
         )
+    for refused in summary.not_diffusive:
+        print(f"not in the fit: {refused}")
     lo, hi = a["activation_energy_ci95_eV"]
     slo, shi = a["conductivity_300K_ci95_S_per_cm"]
     print(

@@ -19,7 +19,7 @@ import numpy as np
 
 from superionic.analysis.arrhenius import fit_arrhenius
 from superionic.analysis.conductivity import haven_ratio, ionic_conductivity, nernst_einstein_conductivity
-from superionic.analysis.diffusion import tracer_diffusion
+from superionic.analysis.diffusion import WindowRule, tracer_diffusion
 from superionic.analysis.errors import AnalysisError
 from superionic.analysis.msd import msd_fft
 from superionic.analysis.readers import TrajectoryError, load_ion_positions, open_trajectory
@@ -80,6 +80,7 @@ def analyze_trajectory(
     timestep_ps: float | None = None,
     charge_e: float | None = None,
     n_bootstrap: int = 1000,
+    rule: WindowRule | None = None,
 ) -> TransportReport:
     from superionic.analysis.plots import plot_msd
 
@@ -102,7 +103,7 @@ def analyze_trajectory(
         else:
             raise TrajectoryError(f"{source}: no charge known for {ion}; pass --charge")
         positions, times = ions.positions, ions.times_ps
-        tracer = tracer_diffusion(positions, times, n_bootstrap=n_bootstrap)
+        tracer = tracer_diffusion(positions, times, n_bootstrap=n_bootstrap, rule=rule)
         n_ions = positions.shape[1]
         ne = nernst_einstein_conductivity(tracer, n_ions, ions.mean_volume_A3, temperature, charge)
         try:
@@ -123,7 +124,7 @@ def analyze_trajectory(
         msd = msd_fft(positions)
         png = plot_msd(
             times - times[0],
-            msd.sum(axis=1),
+            msd,
             tracer,
             out / f"msd_{ion}.png",
             components=True,
