@@ -232,6 +232,9 @@ def run_reference_md(
             rng=rng,
         ).run(config.equilibration_steps)
         check_not_collapsed(atoms, f"equilibration at {config.temperature:.0f} K")
+        # Langevin kicks give the centre of mass a thermal velocity; zero it so the momentum-
+        # conserving production run does not drift (the analysis removes drift regardless).
+        Stationary(atoms)
     if config.thermostat == "nose-hoover":
         dyn = NoseHooverChainNVT(
             atoms, timestep=dt, temperature_K=config.temperature, tdamp=config.tdamp_fs * units.fs
