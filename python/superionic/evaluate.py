@@ -12,6 +12,8 @@ import torch
 
 from superionic.calculator import load_model
 from superionic.data.dataset import load_frames
+from superionic.data.graph import Graph
+from superionic.evaluation import assemble
 from superionic.train.metrics import Predictions, compute_metrics
 from superionic.train.plots import parity_plot
 
@@ -40,15 +42,19 @@ def evaluate_model(
             frame.species,
             torch.tensor(frame.n_atoms),
         )
-        grad = edge_grad.detach().double()
-        forces = torch.zeros(frame.n_atoms, 3, dtype=torch.float64)
-        forces.index_add_(0, frame.edge_src, grad).index_add_(0, frame.edge_dst, -grad)
-        energy = float(atom_energy.detach().double().sum())
-        collected.energy_per_atom.append((frame.energy / frame.n_atoms, energy / frame.n_atoms))
-        collected.forces.append((frame.forces.numpy(), forces.numpy(), frame.species.numpy()))
+        graph = Graph(
+            frame.edge_vec.numpy(),
+            frame.edge_src.numpy(),
+            frame.edge_dst.numpy(),
+            frame.species.numpy(),
+            frame.n_atoms,
+            frame.volume,
+        )
+        result = assemble(graph, atom_energy.detach().double().numpy(), edge_grad.detach().double().numpy())
+        collected.energy_per_atom.append((frame.energy / frame.n_atoms, result.energy / frame.n_atoms))
+        collected.forces.append((frame.forces.numpy(), result.forces, frame.species.numpy()))
         if frame.stress is not None:
-            stress = (frame.edge_vec[:, :, None] * grad[:, None, :]).sum(0) / frame.volume
-            collected.stress.append((frame.stress.numpy(), stress.numpy()))
+            collected.stress.append((frame.stress.numpy(), -result.virial / frame.volume))
     metrics = compute_metrics(collected, loaded.species)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)

@@ -184,3 +184,25 @@ def test_bad_data_names_file_and_frame(tmp_path: Path, fault: str, message: str)
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"nothere\.extxyz: no such file"):
         load_frames([tmp_path / "nothere.extxyz"], 5.0)
+
+
+def test_evaluate_checkpoint_and_export_agree(tmp_path: Path, dataset: Path) -> None:
+    from superionic.evaluate import evaluate_model
+    from superionic.export import export_model
+    from superionic.train.checkpoint import CheckpointError, model_from_checkpoint
+
+    config = load_config(write_config(tmp_path, dataset, epochs=1))
+    result = Trainer(config).run()
+    model, _, _ = model_from_checkpoint(result.checkpoint)
+    export_model(model, tmp_path / "m.pt")
+    from_ckpt = evaluate_model(result.checkpoint, [dataset], tmp_path / "a").metrics
+    from_pt = evaluate_model(tmp_path / "m.pt", [dataset], tmp_path / "b").metrics
+    for key in ("force_rmse_eV_per_A", "energy_rmse_eV_per_atom", "stress_rmse_GPa"):
+        assert from_pt[key] == pytest.approx(from_ckpt[key], rel=1e-10)
+    assert from_ckpt["frames"] == 24 and (tmp_path / "a" / "parity.png").exists()
+
+    payload = torch.load(result.checkpoint, weights_only=False)
+    del payload["ema"]["core_strength"]  # a checkpoint written by a version without this buffer
+    torch.save(payload, tmp_path / "old.ckpt")
+    with pytest.raises(CheckpointError, match=r"old\.ckpt: its weights do not fit this version's sprinter"):
+        model_from_checkpoint(tmp_path / "old.ckpt")

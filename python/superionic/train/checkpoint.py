@@ -57,5 +57,12 @@ def model_from_checkpoint(path: str | Path, weights: str = "ema") -> tuple[Contr
     payload = load_checkpoint(path)
     config = config_from_dict(payload["config"], str(path))
     model = build_model(config.model, payload["species"], config.training.seed)
-    model.load_state_dict(payload[weights])
+    try:
+        model.load_state_dict(payload[weights])
+    except RuntimeError as err:
+        summary = str(err).splitlines()[-1].strip()
+        raise CheckpointError(
+            f"{path}: its weights do not fit this version's {config.model.kind} ({summary}); "
+            "retrain, or evaluate it with the superionic version that wrote it"
+        ) from err
     return model.eval(), config, payload
