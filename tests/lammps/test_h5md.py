@@ -183,6 +183,14 @@ def test_killed_run_keeps_frames_and_md_resumes_without_gap(tmp_path: Path, expo
             break
     os.killpg(proc.pid, signal.SIGKILL)  # the whole job: the driver, mpirun and both lmp ranks
     proc.wait()
+    # Only the driver is our child; wait until every killed rank is gone (and its file lock with it).
+    gone_by = time.monotonic() + 30
+    while time.monotonic() < gone_by:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
     with h5py.File(trajectory, "r") as f:
         steps = f["particles/all/position/step"][:]
         frames = len(steps)

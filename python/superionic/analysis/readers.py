@@ -67,7 +67,9 @@ class H5mdReader(Reader):
         import h5py
 
         try:
-            self.file = h5py.File(path, "r")
+            # No lock: a trajectory is often analysed while its run is still writing it; frames
+            # count only once their step row exists, so a reader never sees a partial frame.
+            self.file = h5py.File(path, "r", locking=False)
         except OSError as err:
             raise TrajectoryError(f"{path}: not a readable HDF5 file, or truncated ({err})") from err
         particles = self.file.get("particles")
