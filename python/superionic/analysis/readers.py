@@ -71,7 +71,11 @@ class H5mdReader(Reader):
             # count only once their step row exists, so a reader never sees a partial frame.
             self.file = h5py.File(path, "r", locking=False)
         except OSError as err:
-            raise TrajectoryError(f"{path}: not a readable HDF5 file, or truncated ({err})") from err
+            if "locking flag" not in str(err):
+                raise TrajectoryError(f"{path}: not a readable HDF5 file, or truncated ({err})") from err
+            # HDF5 refuses a second handle on a file this process already holds open (h5py,
+            # MDAnalysis) with other locking flags; share that handle's setting instead.
+            self.file = h5py.File(path, "r")
         particles = self.file.get("particles")
         if particles is None or not len(particles):
             raise TrajectoryError(f"{path}: no /particles group; not an H5MD trajectory")
