@@ -189,6 +189,7 @@ def _transport_line(r) -> str:
 
 
 def _analyze_all(args: argparse.Namespace, paths: list[Path]) -> list:
+    from superionic.analysis.diffusion import WindowRule
     from superionic.analysis.report import analyze_trajectory
 
     reports = []
@@ -207,6 +208,7 @@ def _analyze_all(args: argparse.Namespace, paths: list[Path]) -> list:
             type_names=args.types,
             timestep_ps=args.timestep_ps,
             charge_e=args.charge,
+            rule=WindowRule(slope_tolerance=args.slope_tolerance),
         )
         print(_transport_line(report))
         reports.append(report)
@@ -249,6 +251,12 @@ def _add_trajectory_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timestep-ps", type=float, help="time between frames, for files without times")
     parser.add_argument("--charge", type=float, help="ion charge in e (default: from the file, else formal)")
+    parser.add_argument(
+        "--slope-tolerance",
+        type=float,
+        default=0.1,
+        help="diffusive window: where the log-log MSD slope stays within 1 ± this (default 0.1)",
+    )
     parser.add_argument("-o", "--output", default="runs/analysis")
 
 

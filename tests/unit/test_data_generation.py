@@ -7,6 +7,8 @@ drives the real SevenNet-0 for a handful of MD steps on the smallest cell (LYC, 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import gzip
 import json
 from pathlib import Path
 
@@ -20,10 +22,17 @@ from ase.io import read
 from superionic.data import generate as generate_module
 from superionic.data import reference_md as reference_md_module
 from superionic.data.commands import add_data_commands
-from superionic.data.generate import FrameWriter, GenerateConfig, generate, label_frame, summary_path
+from superionic.data.generate import (
+    FrameWriter,
+    GenerateConfig,
+    GenerationError,
+    generate,
+    label_frame,
+    summary_path,
+)
 from superionic.data.labellers import LABELLERS, Labeller, LabellerError, make_labeller
 from superionic.data.materials import build_structure
-from superionic.data.reference_md import ReferenceMDConfig, _Unwrapper, run_reference_md, tracer_diffusion
+from superionic.data.reference_md import ReferenceMDConfig, _Unwrapper, finish_partial, run_reference_md
 
 
 def lj_labeller() -> Labeller:
@@ -65,22 +74,29 @@ def test_labelled_frames_round_trip_through_extxyz_gz(tmp_path: Path) -> None:
     assert frame.info["material"] == "LYC" and frames[2].info["k"] == 2
 
 
-def test_tracer_diffusion_recovers_a_known_random_walk() -> None:
+def test_transport_summary_recovers_a_known_random_walk_from_the_file(tmp_path: Path) -> None:
+    """The reference D goes through the same reader and analysis as users' files: check it end to end."""
     rng = np.random.default_rng(0)
-    frames, atoms, dt_ps, D = 400, 256, 0.05, 0.3  # Å²/ps
-    steps = rng.normal(0.0, np.sqrt(2 * D * dt_ps), size=(frames - 1, atoms, 3))
-    positions = np.concatenate([np.zeros((1, atoms, 3)), np.cumsum(steps, axis=0)])
-    positions += np.linspace(0.0, 25.0, frames)[:, None, None]  # a uniform drift that must not count
-    mobile = np.zeros(atoms, dtype=bool)
-    mobile[:200] = True
-    masses = np.ones(atoms)
-    # Only the mobile half diffuses: freeze the others relative to the drift.
-    positions[:, ~mobile] = np.linspace(0.0, 25.0, frames)[:, None, None]
-    result = tracer_diffusion(positions, masses, mobile, dt_ps, blocks=5)
-    # Long lags are few independent samples: 200 walkers keep the estimate within ~10 %.
-    assert result.D == pytest.approx(D, rel=0.15)
-    assert len(result.D_blocks) == 5 and result.D_block_sem > 0
-    assert result.D_cm2_s == pytest.approx(result.D * 1e-4)
+    frames, n_li, n_frame_atoms, dt_ps, D = 300, 96, 32, 0.05, 0.3  # D in Å²/ps
+    steps = rng.normal(0.0, np.sqrt(2 * D * dt_ps), size=(frames - 1, n_li, 3))
+    li = np.concatenate([np.zeros((1, n_li, 3)), np.cumsum(steps, axis=0)]) + rng.uniform(0, 12, (n_li, 3))
+    framework = np.broadcast_to(rng.uniform(0, 12, (n_frame_atoms, 3)), (frames, n_frame_atoms, 3))
+    positions = np.concatenate([li, framework], axis=1)
+    positions += np.linspace(0.0, 5.0, frames)[:, None, None]  # a uniform drift that must not count
+    symbols = ["Li"] * n_li + ["Cl"] * n_frame_atoms
+    path = tmp_path / "walk.extxyz.gz"
+    trajectory = []
+    for k in range(frames):
+        atoms = Atoms(symbols, positions=positions[k], cell=[12.0] * 3, pbc=True)
+        atoms.info["time_ps"] = k * dt_ps
+        trajectory.append(atoms)
+    ase.io.write(path, trajectory, format="extxyz")
+    fields = reference_md_module.transport_summary(path, n_bootstrap=300)
+    low, high = fields["D_Li_ci95_cm2_per_s"]
+    assert low < D * 1e-4 < high
+    assert fields["D_Li_cm2_per_s"] == pytest.approx(D * 1e-4, rel=0.1)
+    assert "bootstrap" in fields["method"] and "centre-of-mass" in fields["method"]
+    assert fields["D_Li_block_average_ci95_cm2_per_s"][0] < fields["D_Li_cm2_per_s"]
 
 
 def test_unwrapper_follows_atoms_across_the_boundary() -> None:
@@ -110,13 +126,39 @@ def test_reference_md_writes_unwrapped_frames_and_d(tmp_path: Path, monkeypatch)
     assert len(frames) == 51
     summary = json.loads(result.summary_json.read_text())
     assert summary["frames"] == 51 and summary["production_ps"] == pytest.approx(0.25)
-    assert np.isfinite(summary["D_Li_cm2_per_s"]) and summary["D_Li_uncertainty_cm2_per_s"] >= 0
-    assert "centre-of-mass" in summary["method"]
+    # 0.25 ps of a Lennard-Jones stand-in never turns diffusive: the summary says so, nothing is lost.
+    assert summary["D_Li_cm2_per_s"] is None and "not determined" in summary["D_Li_note"]
     # Unwrapped: no atom ever jumps by a sizeable fraction of the cell between frames.
     positions = np.array([f.positions for f in frames])
     assert np.abs(np.diff(positions, axis=0)).max() < 1.0
     assert frames[3].info["positions"] == "unwrapped"
     assert frames[3].get_forces().shape == (30, 3)
+
+
+def test_a_stopped_reference_run_is_finished_from_its_partial_file(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(reference_md_module, "make_labeller", lambda name, device="cpu": lj_labeller())
+    output = tmp_path / "ref.extxyz.gz"
+    config = ReferenceMDConfig(
+        material="LYC", temperature=600.0, steps=100, write_every=5, equilibration_steps=0, output=output
+    )
+    run_reference_md(config)
+    # What a killed run leaves: the plain-text partial file, no .gz and no summary.
+    partial = tmp_path / "ref.extxyz.gz.partial"
+    with gzip.open(output, "rb") as src:
+        partial.write_bytes(src.read())
+    output.unlink()
+    summary_path(output).unlink()
+
+    longer = dataclasses.replace(config, steps=400)  # the run was meant to go further
+    with pytest.raises(GenerationError, match="temperature_K"):
+        finish_partial(dataclasses.replace(longer, temperature=900.0))
+    result = finish_partial(longer)
+    assert not partial.exists() and len(read(output, ":")) == 21
+    summary = json.loads(summary_path(output).read_text())
+    assert summary["frames"] == 21 and "stopped at production step 100 of 400" in summary["note"]
+    assert summary["labeller"] == "lj" and result.summary["production_ps"] == pytest.approx(0.2)
+    with pytest.raises(GenerationError, match="no partial trajectory"):
+        finish_partial(longer)
 
 
 def test_generate_plan_on_a_cheap_labeller(tmp_path: Path, monkeypatch) -> None:

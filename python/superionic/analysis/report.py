@@ -63,10 +63,17 @@ class TransportReport:
 
 
 def find_temperature(trajectory: Path) -> float | None:
-    """The run's temperature from `superionic md`'s run.json beside the file, or a T<value>K folder."""
+    """The run's temperature: `superionic md`'s run.json beside the file, the labeller reference
+    summary (``name.json`` for ``name.extxyz.gz``), or a T<value>K folder."""
     info = trajectory.parent / "run.json"
     if info.exists():
         return float(json.loads(info.read_text())["temperature_K"])
+    stem = trajectory.name.split(".")[0]
+    summary = trajectory.with_name(stem + ".json")
+    if summary.exists():
+        value = json.loads(summary.read_text()).get("temperature_K")
+        if value is not None:
+            return float(value)
     match = re.search(r"T(\d+(?:\.\d+)?)K", str(trajectory.parent.name))
     return float(match.group(1)) if match else None
 

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from superionic.data.generate import GenerateConfig, GenerationError
 from superionic.data.labellers import LABELLERS, LabellerError
@@ -85,7 +86,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_reference_md(args: argparse.Namespace) -> int:
-    from superionic.data.reference_md import ReferenceMDConfig, run_reference_md
+    from superionic.data.reference_md import ReferenceMDConfig, finish_partial, run_reference_md
 
     _limit_threads(args.threads)
     config = ReferenceMDConfig(
@@ -101,15 +102,21 @@ def cmd_reference_md(args: argparse.Namespace) -> int:
         supercell=args.supercell,
         device=args.device,
         threads=args.threads,
-        blocks=args.blocks,
         output=args.output,
     )
+    if args.finish_partial:
+        result = finish_partial(config)
+        return _print_reference(result)
     frames = args.steps // args.write_every + 1
     with _progress(f"{args.material} {args.temperature:.0f} K") as progress:
         task = progress.add_task("md", total=frames, kind="")
         result = run_reference_md(
             config, on_progress=lambda done, total: progress.update(task, completed=done)
         )
+    return _print_reference(result)
+
+
+def _print_reference(result: Any) -> int:
     s = result.summary
     print(
         json.dumps(
@@ -118,7 +125,8 @@ def cmd_reference_md(args: argparse.Namespace) -> int:
                 "summary": str(result.summary_json),
                 "production_ps": s["production_ps"],
                 "D_Li_cm2_per_s": s["D_Li_cm2_per_s"],
-                "D_Li_uncertainty_cm2_per_s": s["D_Li_uncertainty_cm2_per_s"],
+                "D_Li_ci95_cm2_per_s": s.get("D_Li_ci95_cm2_per_s"),
+                "notes": [n for n in (s.get("note"), s.get("D_Li_note")) if n],
             },
             indent=2,
         )
@@ -161,7 +169,11 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
     ref.add_argument("--timestep", type=float, default=2.0, help="fs")
     ref.add_argument("--write-every", type=int, default=25, help="steps between written frames (25 = 50 fs)")
     ref.add_argument("--equilibration-steps", type=int, default=1000)
+    ref.add_argument(
+        "--finish-partial",
+        action="store_true",
+        help="keep the frames of a stopped run (its .partial file) as the reference, with a note",
+    )
     ref.add_argument("--thermostat", choices=["nose-hoover", "langevin"], default="nose-hoover")
-    ref.add_argument("--blocks", type=int, default=5, help="blocks for the uncertainty of D")
     ref.set_defaults(func=cmd_reference_md)
     return data

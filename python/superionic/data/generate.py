@@ -175,10 +175,21 @@ class FrameWriter:
 
     def __init__(self, output: Path) -> None:
         self.output = output
-        self.partial = output.with_name(output.name + ".partial")
+        self.partial = self.partial_path(output)
         output.parent.mkdir(parents=True, exist_ok=True)
         self.partial.unlink(missing_ok=True)
         self.count = 0
+
+    @staticmethod
+    def partial_path(output: Path) -> Path:
+        return output.with_name(output.name + ".partial")
+
+    @staticmethod
+    def gzip_partial(output: Path) -> None:
+        partial = FrameWriter.partial_path(output)
+        with partial.open("rb") as src, gzip.open(output, "wb", compresslevel=9) as dst:
+            shutil.copyfileobj(src, dst)
+        partial.unlink()
 
     def add(self, frame: Atoms) -> None:
         write(self.partial, frame, format="extxyz", append=True)
@@ -187,9 +198,7 @@ class FrameWriter:
     def finish(self) -> None:
         if self.count == 0:
             raise GenerationError("no frames were produced")
-        with self.partial.open("rb") as src, gzip.open(self.output, "wb", compresslevel=9) as dst:
-            shutil.copyfileobj(src, dst)
-        self.partial.unlink()
+        self.gzip_partial(self.output)
 
 
 def _split(total: int, parts: int) -> list[int]:

@@ -7,18 +7,17 @@ by default) goes to extxyz.gz with UNWRAPPED positions: the module unwraps them 
 step with minimum-image increments, so the file is right whatever the integrator does with
 periodic images. Each frame also carries the labeller's energy, forces and stress.
 
-Tracer diffusion (:func:`tracer_diffusion`): MSD of Li with the centre-of-mass drift of the whole
-system removed, averaged over all time origins, fitted by MSD(t) = 6 D t + c on the later part
-of the lag range (``fit_window`` as fractions of the trajectory length; the intercept absorbs
-the vibrational plateau); the uncertainty is the standard error of D over ``blocks``
-equal, consecutive blocks analysed the same way. 1 Å²/ps = 1e-4 cm²/s.
+Li tracer diffusivity: computed from the written file by :mod:`superionic.analysis` — the same
+reader, drift convention (whole-system centre of mass removed), window rule and bootstrap over
+atoms that users run on their own trajectories — so a model's D and the labeller's D are measured
+alike. :data:`REFERENCE_WINDOW` is the stated window rule; a block-average interval over the same
+window is recorded beside the bootstrap one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,10 +26,15 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms, units
+from ase.io import read
 from ase.md.langevin import Langevin
 from ase.md.nose_hoover_chain import NoseHooverChainNVT
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
+from superionic.analysis.diffusion import WindowRule, tracer_diffusion
+from superionic.analysis.errors import AnalysisError
+from superionic.analysis.readers import load_ion_positions, open_trajectory
+from superionic.analysis.trajectory import remove_drift
 from superionic.data.generate import (
     FrameWriter,
     GenerationError,
@@ -45,16 +49,18 @@ from superionic.data.labellers import make_labeller
 from superionic.data.materials import build_structure, get_material
 
 __all__ = [
-    "DiffusionResult",
+    "REFERENCE_WINDOW",
     "ReferenceMDConfig",
     "ReferenceMDResult",
+    "finish_partial",
     "run_reference_md",
-    "tracer_diffusion",
+    "transport_summary",
 ]
 
 log = logging.getLogger(__name__)
 
-A2_PER_PS_TO_CM2_PER_S = 1e-4
+# The demo's rule too: small reference cells give noisy MSDs whose log-log slope wanders by > 0.1.
+REFERENCE_WINDOW = WindowRule(slope_tolerance=0.2)
 THERMOSTATS = ("nose-hoover", "langevin")
 
 
@@ -76,8 +82,6 @@ class ReferenceMDConfig:
     supercell: tuple[int, int, int] = (1, 1, 1)
     device: str = "cpu"
     threads: int | None = None
-    fit_window: tuple[float, float] = (0.2, 0.6)
-    blocks: int = 5
     output: Path | None = None
 
     def validate(self) -> None:
@@ -89,11 +93,6 @@ class ReferenceMDConfig:
             )
         if self.thermostat not in THERMOSTATS:
             raise GenerationError(f"unknown thermostat {self.thermostat!r}; valid: {', '.join(THERMOSTATS)}")
-        lo, hi = self.fit_window
-        if not 0.0 <= lo < hi <= 1.0:
-            raise GenerationError(f"fit_window must satisfy 0 <= start < end <= 1, got {self.fit_window}")
-        if self.blocks < 2:
-            raise GenerationError(f"blocks must be >= 2 for an uncertainty, got {self.blocks}")
 
     def output_path(self) -> Path:
         if self.output is not None:
@@ -102,89 +101,45 @@ class ReferenceMDConfig:
         return Path("data") / name / f"reference_md_{self.labeller}_{self.temperature:.0f}K.extxyz.gz"
 
 
-@dataclass(frozen=True)
-class DiffusionResult:
-    """Li tracer diffusivity, Å²/ps; ``*_cm2_s`` in cm²/s."""
-
-    D: float
-    D_blocks: tuple[float, ...]
-    D_block_mean: float
-    D_block_sem: float
-    lag_ps: tuple[float, ...]
-    msd_A2: tuple[float, ...]
-    fit_window_ps: tuple[float, float]
-
-    @property
-    def D_cm2_s(self) -> float:
-        return self.D * A2_PER_PS_TO_CM2_PER_S
-
-    @property
-    def D_sem_cm2_s(self) -> float:
-        return self.D_block_sem * A2_PER_PS_TO_CM2_PER_S
-
-
 @dataclass
 class ReferenceMDResult:
     output: Path
     summary_json: Path
-    diffusion: DiffusionResult
     summary: dict[str, Any]
 
 
-def _drift_removed(positions: np.ndarray, masses: np.ndarray) -> np.ndarray:
-    """Unwrapped positions (T, N, 3) minus the mass-weighted centre of mass of each frame."""
-    com = np.einsum("tnk,n->tk", positions, masses) / masses.sum()
-    return positions - com[:, None, :]
-
-
-def msd_all_origins(positions: np.ndarray, max_lag: int) -> np.ndarray:
-    """MSD(lag) for lag = 0..max_lag, averaged over atoms and over every time origin."""
-    msd = np.zeros(max_lag + 1)
-    for lag in range(1, max_lag + 1):
-        d = positions[lag:] - positions[:-lag]
-        msd[lag] = float(np.mean(np.sum(d * d, axis=-1)))
-    return msd
-
-
-def _fit_D(positions: np.ndarray, dt_ps: float, fit_window: tuple[float, float]) -> tuple[float, np.ndarray]:
-    frames = len(positions)
-    max_lag = max(2, math.floor(fit_window[1] * (frames - 1)))
-    msd = msd_all_origins(positions, max_lag)
-    lo = max(1, math.floor(fit_window[0] * (frames - 1)))
-    lags = np.arange(lo, max_lag + 1)
-    if len(lags) < 2:
-        raise GenerationError("too few frames in the fit window; run longer or write frames more often")
-    slope, _ = np.polyfit(lags * dt_ps, msd[lo : max_lag + 1], 1)
-    return float(slope / 6.0), msd
-
-
-def tracer_diffusion(
-    positions: np.ndarray,
-    masses: np.ndarray,
-    mobile: np.ndarray,
-    dt_ps: float,
-    fit_window: tuple[float, float] = (0.2, 0.6),
-    blocks: int = 5,
-) -> DiffusionResult:
-    """Tracer D of the ``mobile`` atoms from unwrapped ``positions`` (T, N, 3) written every ``dt_ps``."""
-    positions = np.asarray(positions, dtype=float)
-    centred = _drift_removed(positions, np.asarray(masses, dtype=float))[:, np.asarray(mobile, dtype=bool)]
-    D, msd = _fit_D(centred, dt_ps, fit_window)
-    size = len(centred) // blocks
-    if size < 5:
-        raise GenerationError(f"{len(centred)} frames are too few for {blocks} blocks; run longer")
-    per_block = tuple(_fit_D(centred[b * size : (b + 1) * size], dt_ps, fit_window)[0] for b in range(blocks))
-    sem = float(np.std(per_block, ddof=1) / math.sqrt(blocks))
-    total_ps = (len(centred) - 1) * dt_ps
-    return DiffusionResult(
-        D=D,
-        D_blocks=per_block,
-        D_block_mean=float(np.mean(per_block)),
-        D_block_sem=sem,
-        lag_ps=tuple(float(x) for x in np.arange(len(msd)) * dt_ps),
-        msd_A2=tuple(float(x) for x in msd),
-        fit_window_ps=(fit_window[0] * total_ps, fit_window[1] * total_ps),
-    )
+def transport_summary(trajectory: Path, ion: str = "Li", n_bootstrap: int = 1000) -> dict[str, Any]:
+    """D of ``ion`` in a written reference trajectory, as JSON fields; a run too short or not
+    diffusive gives ``None`` values and the reason instead of an exception (the frames still count)."""
+    ions = load_ion_positions(open_trajectory(trajectory), ion)
+    try:
+        try:
+            tracer = tracer_diffusion(
+                ions.positions, ions.times_ps, rule=REFERENCE_WINDOW, n_bootstrap=n_bootstrap
+            )
+        except AnalysisError as err:
+            return {f"D_{ion}_cm2_per_s": None, f"D_{ion}_note": f"not determined: {err}"}
+        try:
+            blocks = tracer_diffusion(
+                ions.positions, ions.times_ps, window_ps=tracer.window_ps, uncertainty="block_average"
+            )
+            block_ci: list[float] | None = list(blocks.ci95_cm2_per_s)
+        except AnalysisError:
+            block_ci = None
+    finally:
+        ions.close()
+    return {
+        f"D_{ion}_cm2_per_s": tracer.diffusion_cm2_per_s,
+        f"D_{ion}_uncertainty_cm2_per_s": tracer.stderr_cm2_per_s,
+        f"D_{ion}_ci95_cm2_per_s": list(tracer.ci95_cm2_per_s),
+        f"D_{ion}_block_average_ci95_cm2_per_s": block_ci,
+        f"D_{ion}_components_cm2_per_s": list(tracer.components_cm2_per_s),
+        "fit_window_ps": list(tracer.window_ps),
+        "method": (
+            f"superionic.analysis.tracer_diffusion: {tracer.method}; window rule: log-log MSD slope "
+            f"within 1 ± {REFERENCE_WINDOW.slope_tolerance}; whole-system centre-of-mass drift removed"
+        ),
+    }
 
 
 class _Unwrapper:
@@ -285,23 +240,77 @@ def run_reference_md(
         record()
     writer.finish()
 
-    masses = atoms.get_masses()
-    mobile = np.array([s == "Li" for s in atoms.get_chemical_symbols()])
+    return _summarise(
+        config,
+        output,
+        symbols=atoms.get_chemical_symbols(),
+        masses=atoms.get_masses(),
+        trajectory=np.array(trajectory),
+        temperatures=temperatures,
+        provenance_fields={"labeller": labeller.name, "labeller_version": labeller.version},
+        wall_s=time.perf_counter() - start_time,
+    )
+
+
+def finish_partial(config: ReferenceMDConfig) -> ReferenceMDResult:
+    """Turn the ``.partial`` file of a run that was stopped (killed, out of time) into a finished
+    reference: every frame written so far is kept, the summary states how far the run got."""
+    config.validate()
+    output = config.output_path()
+    partial = FrameWriter.partial_path(output)
+    if not partial.exists():
+        raise GenerationError(f"{partial}: no partial trajectory to finish; run reference-md first")
+    frames = read(partial, ":", format="extxyz")
+    if len(frames) < 10:
+        raise GenerationError(f"{partial}: {len(frames)} frames; at least 10 are needed for a D")
+    first = frames[0].info
+    expected = {"material": get_material(config.material).name, "temperature_K": float(config.temperature)}
+    for key, value in expected.items():
+        if first.get(key) != value:
+            raise GenerationError(
+                f"{partial}: frames have {key} = {first.get(key)!r}, the command asked for {value!r}; "
+                "pass the options the run was started with"
+            )
+    FrameWriter.gzip_partial(output)
+    last_step = int(frames[-1].info["md_step"])
+    return _summarise(
+        config,
+        output,
+        symbols=frames[0].get_chemical_symbols(),
+        masses=frames[0].get_masses(),
+        trajectory=np.array([f.positions for f in frames]),
+        temperatures=[float(f.info["instantaneous_temperature_K"]) for f in frames],
+        provenance_fields={"labeller": first["labeller"], "labeller_version": first["labeller_version"]},
+        wall_s=None,
+        note=f"run stopped at production step {last_step} of {config.steps}; finished from its partial file",
+    )
+
+
+def _summarise(
+    config: ReferenceMDConfig,
+    output: Path,
+    *,
+    symbols: list[str],
+    masses: np.ndarray,
+    trajectory: np.ndarray,
+    temperatures: list[float],
+    provenance_fields: dict[str, str],
+    wall_s: float | None,
+    note: str | None = None,
+) -> ReferenceMDResult:
+    spec = get_material(config.material)
+    mobile = np.array([s == "Li" for s in symbols])
     dt_ps = config.write_every * config.timestep_fs / 1000.0
-    positions = np.array(trajectory)
-    diffusion = tracer_diffusion(positions, masses, mobile, dt_ps, config.fit_window, config.blocks)
-    framework = _drift_removed(positions, masses)[:, ~mobile]
+    framework = remove_drift(trajectory, masses)[:, ~mobile]
+    # A framework that moves by Å² over the run has melted: the D above is not a solid's.
     framework_msd = float(np.mean(np.sum((framework[-1] - framework[0]) ** 2, axis=-1)))
-    wall = time.perf_counter() - start_time
-    stride = max(1, len(diffusion.lag_ps) // 200)  # keep the JSON small
     summary = {
         "file": output.name,
         "material": spec.name,
         "formula": spec.formula,
         "source": spec.citation,
-        "labeller": labeller.name,
-        "labeller_version": labeller.version,
-        "atoms": len(atoms),
+        **provenance_fields,
+        "atoms": len(symbols),
         "li_atoms": int(mobile.sum()),
         "temperature_K": config.temperature,
         "temperature_mean_K": float(np.mean(temperatures[1:])),
@@ -313,31 +322,19 @@ def run_reference_md(
         "equilibration_ps": config.equilibration_steps * config.timestep_fs / 1000.0,
         "production_ps": (len(trajectory) - 1) * dt_ps,
         "positions": "unwrapped (minimum-image increments accumulated every MD step)",
-        "D_Li_A2_per_ps": diffusion.D,
-        "D_Li_cm2_per_s": diffusion.D_cm2_s,
-        "D_Li_blocks_cm2_per_s": [d * A2_PER_PS_TO_CM2_PER_S for d in diffusion.D_blocks],
-        "D_Li_block_mean_cm2_per_s": diffusion.D_block_mean * A2_PER_PS_TO_CM2_PER_S,
-        "D_Li_uncertainty_cm2_per_s": diffusion.D_sem_cm2_s,
-        "method": (
-            "Li tracer MSD with the whole-system centre-of-mass drift removed, averaged over all time "
-            f"origins; least-squares fit MSD(t) = 6 D t + c for lags in {config.fit_window[0]:.0%}-"
-            f"{config.fit_window[1]:.0%} of the trajectory length; uncertainty = standard error of D over "
-            f"{config.blocks} consecutive equal blocks analysed the same way. D is from the full run."
-        ),
-        "fit_window_ps": list(diffusion.fit_window_ps),
+        **transport_summary(output),
         "framework_msd_end_A2": framework_msd,
-        "msd_Li": {"lag_ps": list(diffusion.lag_ps[::stride]), "msd_A2": list(diffusion.msd_A2[::stride])},
-        "wall_time_s": round(wall, 1),
+        "wall_time_s": None if wall_s is None else round(wall_s, 1),
+        **({"note": note} if note else {}),
         "config": _jsonable(asdict(config)),
     }
     summary_json = summary_path(output)
     summary_json.write_text(json.dumps(summary, indent=2) + "\n")
     log.info(
-        "%s %.0f K: D(Li) = %.3g ± %.2g cm²/s over %.1f ps",
+        "%s %.0f K: D(Li) = %s cm²/s over %.1f ps",
         spec.name,
         config.temperature,
-        diffusion.D_cm2_s,
-        diffusion.D_sem_cm2_s,
+        summary["D_Li_cm2_per_s"],
         summary["production_ps"],
     )
-    return ReferenceMDResult(output=output, summary_json=summary_json, diffusion=diffusion, summary=summary)
+    return ReferenceMDResult(output=output, summary_json=summary_json, summary=summary)
