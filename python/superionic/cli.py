@@ -315,6 +315,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     for refused in summary.not_diffusive:
         print(f"not in the fit: {refused}")
+    ref = summary.reference
+    if ref is not None:
+        low, high = ref["reference_ci95_cm2_per_s"]
+        verdict = "inside" if ref["inside_reference_ci95"] else "OUTSIDE"
+        print(
+            f"labeller check at {ref['temperature_K']:g} K: model D = {ref['model_D_cm2_per_s']:.2e}, "
+            f"SevenNet-0 reference D = {ref['reference_D_cm2_per_s']:.2e} cm²/s "
+            f"(95% CI {low:.2e}–{high:.2e}): {verdict} ({ref['reference_file']})"
+        )
     lo, hi = a["activation_energy_ci95_eV"]
     slo, shi = a["conductivity_300K_ci95_S_per_cm"]
     print(
