@@ -135,3 +135,37 @@ def test_xdatcar_is_read_and_unwrapped(tmp_path: Path) -> None:
     assert ions.unwrapped_by == "minimum-image jumps"
     com_shift = ions.positions - reference
     np.testing.assert_allclose(com_shift - com_shift[:, :1], 0, atol=1e-5)  # equal up to the removed drift
+
+
+def test_large_trajectories_spill_to_float32_on_disk_and_give_the_same_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path a 10k x 10k file takes (float32 temporary file, per-atom slopes chunk by chunk),
+    forced on a small file and checked against the in-memory float64 path."""
+    from superionic.analysis import diffusion, readers
+    from superionic.analysis.diffusion import tracer_diffusion
+    from superionic.analysis.msd import msd_fft
+
+    positions, symbols = walk(n_frames=400, seed=3)
+    write_dump(tmp_path / "run.dump", positions, symbols)
+
+    def analyse() -> tuple[np.ndarray, float, tuple[float, float], np.dtype, str | None]:
+        ions = load_ion_positions(open_trajectory(tmp_path / "run.dump", ["Li", "S"], timestep_ps=0.01), "Li")
+        msd = msd_fft(ions.positions)
+        result = tracer_diffusion(ions.positions, ions.times_ps, window_ps=(0.2, 1.2), n_bootstrap=200)
+        base = ions.positions.base
+        spilled = getattr(base, "filename", None)
+        dtype = ions.positions.dtype
+        ions.close()
+        return msd, result.diffusion_cm2_per_s, result.ci95_cm2_per_s, dtype, spilled
+
+    msd, value, interval, dtype, spilled = analyse()
+    assert dtype == np.float64 and spilled is None
+    monkeypatch.setattr(readers, "MEMMAP_BYTES", 0)
+    monkeypatch.setattr(diffusion, "_SINGLE_PASS_BYTES", 0)
+    msd_large, value_large, interval_large, dtype_large, spilled_large = analyse()
+    assert dtype_large == np.float32 and spilled_large is not None
+    assert not Path(spilled_large).exists(), "close() removes the temporary file"
+    np.testing.assert_allclose(msd_large, msd, rtol=1e-5, atol=1e-6)
+    assert value_large == pytest.approx(value, rel=1e-5)
+    np.testing.assert_allclose(interval_large, interval, rtol=1e-5)

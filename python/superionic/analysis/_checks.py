@@ -17,9 +17,19 @@ from superionic.analysis.errors import (
 _TIME_RTOL = 1e-4
 
 
+# Frames per finiteness check: bounds the temporary boolean array on long, wide trajectories.
+_FRAMES_PER_CHECK = 512
+
+
 def check_positions(positions: np.ndarray, *, min_frames: int = 2, name: str = "positions") -> np.ndarray:
-    """Return ``positions`` as float64 [T, N, 3] after checking shape, size and finiteness."""
-    array = np.asarray(positions, dtype=np.float64)
+    """Return ``positions`` as a float [T, N, 3] array after checking shape, size and finiteness.
+
+    float32 and float64 pass through without a copy (a large trajectory may be a float32 memmap of
+    gigabytes); anything else is converted to float64. Consumers cast chunks to float64 themselves.
+    """
+    array = np.asarray(positions)
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float64)
     if array.ndim != 3 or array.shape[2] != 3:
         raise AnalysisError(
             f"{name} has shape {array.shape}, expected [frames, atoms, 3]: pass one frame per row "
@@ -35,7 +45,10 @@ def check_positions(positions: np.ndarray, *, min_frames: int = 2, name: str = "
         raise TrajectoryTooShortError(
             f"{name} has {n_frames} frame(s), at least {min_frames} are needed: pass a longer trajectory"
         )
-    if not np.isfinite(array).all():
+    finite = all(
+        np.isfinite(array[k : k + _FRAMES_PER_CHECK]).all() for k in range(0, n_frames, _FRAMES_PER_CHECK)
+    )
+    if not finite:
         bad_frame = int(np.argwhere(~np.isfinite(array))[0, 0])
         raise NonFiniteInputError(
             f"{name} contains NaN or inf (first in frame {bad_frame}): drop or repair the corrupt frames "

@@ -225,6 +225,29 @@ def block_msd_curves(
     return np.stack([msd_function(positions[b * length : (b + 1) * length]) for b in range(n_blocks)])
 
 
+def _checked_msd(msd_A2: np.ndarray, n_frames: int) -> np.ndarray:
+    msd = np.asarray(msd_A2, dtype=np.float64)
+    if msd.shape != (n_frames, 3):
+        raise AnalysisError(
+            f"mean_msd_A2 has shape {msd.shape}, expected ({n_frames}, 3): pass msd_fft(positions)"
+        )
+    return msd
+
+
+def _per_atom_slopes(array: np.ndarray, lags: np.ndarray, first: int, last: int) -> np.ndarray:
+    """OLS slope of each atom's windowed MSD over lags first…last, [N, 3]; one chunk of atoms at a
+    time, so memory stays O(chunk × T) instead of the N × last × 3 of all per-atom curves."""
+    n_atoms = array.shape[1]
+    slopes = np.empty((n_atoms, 3))
+    step = max(1, _SINGLE_PASS_BYTES // max(1, 3 * 8 * (last + 1)) // 4)
+    for start in range(0, n_atoms, step):
+        curves = msd_per_atom_components_fft(array[:, start : start + step], max_lag=last)
+        slopes[start : start + step], _ = fit_line(
+            lags[first : last + 1], np.moveaxis(curves[:, first : last + 1, :], 1, 0)
+        )
+    return slopes
+
+
 def _tracer_samples_A2_per_ps(slopes: np.ndarray) -> np.ndarray:
     """[..., 4] = (D, D_x, D_y, D_z) in Å²/ps from MSD slopes [..., 3]: D = Σ slope / 6, D_α = slope_α / 2."""
     return np.concatenate([slopes.sum(axis=-1, keepdims=True) / 6.0, slopes / 2.0], axis=-1)
@@ -240,6 +263,7 @@ def tracer_diffusion(
     n_bootstrap: int = 1000,
     n_blocks: int = 5,
     seed: int | np.random.Generator = 0,
+    mean_msd_A2: np.ndarray | None = None,
 ) -> DiffusionResult:
     """Tracer D (cm²/s) of the atoms in ``positions`` [T, N, 3] (Å, unwrapped, drift removed).
 
@@ -248,6 +272,8 @@ def tracer_diffusion(
     OLS of MSD_α = 2 D_α t + c_α over the window, D = mean of D_α (equivalently MSD = 6 D t + c).
     ``uncertainty``: "bootstrap_atoms" (``n_bootstrap`` replicates, percentile interval, seeded
     by ``seed``) or "block_average" (``n_blocks`` time blocks, Student-t interval).
+    ``mean_msd_A2``: ``msd_fft(positions)`` if the caller already has it (saves an FFT pass over a
+    large trajectory).
     """
     array = check_positions(positions)
     timestep = check_times(times_ps, array.shape[0])
@@ -266,15 +292,14 @@ def tracer_diffusion(
             # Small enough to keep every atom's full curve: one FFT pass instead of two.
             per_atom_full = msd_per_atom_components_fft(array)
             mean_msd = per_atom_full.mean(axis=0)
+            first, last = resolve_window_indices(lags, mean_msd, window_ps, rule)
+            slopes, _ = fit_line(
+                lags[first : last + 1], np.moveaxis(per_atom_full[:, first : last + 1, :], 1, 0)
+            )  # [N, 3]
         else:
-            per_atom_full = None
-            mean_msd = msd_fft(array)
-        first, last = resolve_window_indices(lags, mean_msd, window_ps, rule)
-        if per_atom_full is None:
-            # Per-atom curves only up to the window's end: memory N × last × 3, not N × T × 3.
-            per_atom_full = msd_per_atom_components_fft(array, max_lag=last)
-        per_atom = per_atom_full[:, first : last + 1, :]
-        slopes, _ = fit_line(lags[first : last + 1], np.moveaxis(per_atom, 1, 0))  # [N, 3]
+            mean_msd = msd_fft(array) if mean_msd_A2 is None else _checked_msd(mean_msd_A2, n_frames)
+            first, last = resolve_window_indices(lags, mean_msd, window_ps, rule)
+            slopes = _per_atom_slopes(array, lags, first, last)
         samples = _tracer_samples_A2_per_ps(slopes)  # [N, 4]
         rng = np.random.default_rng(seed)
         _, stderr, interval = bootstrap_mean_interval(samples, n_bootstrap, rng)

@@ -110,7 +110,8 @@ def analyze_trajectory(
         else:
             raise TrajectoryError(f"{source}: no charge known for {ion}; pass --charge")
         positions, times = ions.positions, ions.times_ps
-        tracer = tracer_diffusion(positions, times, n_bootstrap=n_bootstrap, rule=rule)
+        msd = msd_fft(positions)  # once: the window rule, the fit and the plot all use it
+        tracer = tracer_diffusion(positions, times, n_bootstrap=n_bootstrap, rule=rule, mean_msd_A2=msd)
         n_ions = positions.shape[1]
         ne = nernst_einstein_conductivity(tracer, n_ions, ions.mean_volume_A3, temperature, charge)
         try:
@@ -128,7 +129,6 @@ def analyze_trajectory(
             notes.append(f"collective conductivity not determined: {err}")
         out = Path(output)
         out.mkdir(parents=True, exist_ok=True)
-        msd = msd_fft(positions)
         png = plot_msd(
             times - times[0],
             msd,
