@@ -69,19 +69,29 @@ def write_outputs(points: Sequence[LearningCurvePoint], out: Path) -> None:
         writer = csv.DictWriter(handle, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    plot_learning_curve(points, out / "learning_curve.png")
+
+
+def plot_learning_curve(points: Sequence[LearningCurvePoint], path: Path) -> Path:
+    """Validation force and energy RMSE against training frames, log-log (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     fig, ax = plt.subplots(figsize=(5, 4))
     frames = [p.frames for p in points]
     ax.loglog(frames, [p.val_force_rmse_eV_per_A for p in points], "o-", label="force (eV/Å)")
     ax.loglog(frames, [p.val_energy_rmse_meV_per_atom / 1000 for p in points], "s-", label="energy (eV/atom)")
     ax.set_xlabel("training frames")
+    # Label the sizes studied, not log decades (whose minor labels collide on a short axis).
+    ax.set_xticks(frames, [str(f) for f in frames])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylabel("validation RMSE")
     ax.set_title("data-size study")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "learning_curve.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
+    return path

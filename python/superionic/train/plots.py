@@ -14,6 +14,7 @@ def parity_plot(predictions: Predictions, path: Path, title: str) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     arr = predictions.arrays()
     panels = [
@@ -37,6 +38,9 @@ def parity_plot(predictions: Predictions, path: Path, title: str) -> Path:
         ax.set_title(f"{label}\nRMSE {rmse:.3g}")
         ax.set_xlabel("reference")
         ax.set_ylabel("model")
+        # Energies per atom span ~0.2 eV around −4 eV: default ticks carry 4 decimals and collide.
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.yaxis.set_major_locator(MaxNLocator(5))
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
