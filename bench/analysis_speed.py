@@ -132,6 +132,8 @@ def measure(path: Path, frames: int, ions: int, kinisi_timeout: float, workdir: 
     report = json.loads((out / "transport_Li.json").read_text())
     value = report["tracer"]["diffusion_cm2_per_s"]
     results.append(Timing("superionic analyze", frames, ions, wall, rss, value))
+    if kinisi_timeout <= 0:
+        return results
     script = workdir / "kinisi_run.py"
     script.write_text(KINISI_SCRIPT)
     command = [sys.executable, str(script), str(path), str(TIMESTEP_PS)]
@@ -146,8 +148,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=10_000)
     parser.add_argument("--ions", type=int, default=10_000)
-    parser.add_argument("--subset", type=int, nargs=2, default=(2000, 1000), metavar=("FRAMES", "IONS"))
-    parser.add_argument("--kinisi-timeout", type=float, default=600.0, help="s, for the full file")
+    parser.add_argument("--subset", type=int, nargs=2, default=(1000, 1000), metavar=("FRAMES", "IONS"))
+    parser.add_argument(
+        "--kinisi-timeout", type=float, default=600.0, help="s, for the full file; 0 skips kinisi"
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument("--json", type=Path, default=Path("bench/analysis_speed.json"))
     args = parser.parse_args()
@@ -156,7 +160,7 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     rows: list[Timing] = []
     for frames, ions, timeout in (
-        (args.subset[0], args.subset[1], 3600.0),
+        (args.subset[0], args.subset[1], 3600.0 if args.kinisi_timeout > 0 else 0.0),
         (args.frames, args.ions, args.kinisi_timeout),
     ):
         path = workdir / f"walk_{frames}x{ions}.h5"
@@ -173,7 +177,7 @@ def main() -> None:
         rss = f"{row.peak_rss_GiB:.2f}" if row.peak_rss_GiB is not None else "-"
         d = f"{row.diffusion_cm2_per_s:.4g}" if row.diffusion_cm2_per_s is not None else "-"
         print(f"{row.tool:<20}{row.frames:>8}{row.ions:>8}{wall:>10}{rss:>16}{d:>12}  {row.note}")
-    for frames, ions in {(r.frames, r.ions) for r in rows}:
+    for frames, ions in sorted({(r.frames, r.ions) for r in rows if r.tool == "kinisi"}):
         ours, theirs = (
             next(r for r in rows if r.tool == tool and r.frames == frames)
             for tool in ("superionic analyze", "kinisi")
