@@ -127,6 +127,7 @@ def cmd_md(args: argparse.Namespace) -> int:
         dump_every=args.dump_every,
         restart_every=args.restart_every,
         nprocs=args.np,
+        parallel=args.parallel,
         seed=args.seed,
         group=args.group,
         charges=args.charges,
@@ -385,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--dt", type=float, default=0.002, help="time step, ps")
     md.add_argument("--dump-every", type=int, default=100, help="steps between trajectory frames")
     md.add_argument("--restart-every", type=int, default=5_000, help="steps between restart files")
-    md.add_argument("--np", type=int, default=1, help="MPI ranks")
+    md.add_argument("--np", type=int, default=1, help="MPI ranks per temperature")
+    md.add_argument("--parallel", type=int, default=1, help="temperatures run at the same time")
     md.add_argument("--seed", type=int, default=4928459)
     md.add_argument("--group", default="all", help="LAMMPS group written to the trajectory")
     md.add_argument("--charges", type=float, nargs="+", help="formal charge per element, model order")

@@ -43,7 +43,8 @@ class DemoSettings:
     md_steps: int = 10_000  # 20 ps at 2 fs, 2 ps of it equilibration
     eq_steps: int = 1_000
     dump_every: int = 20
-    nprocs: int = 1  # a 50-atom cell gains nothing from a domain split
+    nprocs: int = 1  # a 50-atom cell gains nothing from a domain split ...
+    parallel: int = 2  # ... so the two cores run two temperatures side by side
     seed: int = 0
 
 
@@ -131,6 +132,7 @@ def run_demo(
             dump_every=settings.dump_every,
             restart_every=settings.md_steps // 4,
             nprocs=settings.nprocs,
+            parallel=settings.parallel,
             output=str(work / "md"),
             overwrite=True,
         ),

@@ -257,3 +257,31 @@ def test_md_refuses_unknown_species_before_lammps(tmp_path: Path, exported) -> N
     assert proc.returncode == 2
     assert "element(s) Cl not in model" in proc.stderr and proc.stderr.count("\n") == 1
     assert not list(out.rglob("lammps.out")), "LAMMPS must not have started"
+
+
+def test_temperatures_run_side_by_side_give_the_runs_of_one_at_a_time(tmp_path: Path, exported) -> None:
+    from superionic.md.driver import MdConfig, run_md
+
+    write(tmp_path / "cell.extxyz", jittered_lattice((3, 3, 3), seed=4))
+    runs = {}
+    for parallel in (1, 2):
+        config = MdConfig(
+            structure=str(tmp_path / "cell.extxyz"),
+            model=str(exported.path("local")),
+            temperatures=[700.0, 500.0],
+            steps=120,
+            eq_steps=20,
+            dump_every=20,
+            restart_every=60,
+            parallel=parallel,
+            output=str(tmp_path / f"parallel{parallel}"),
+        )
+        summary = run_md(config)
+        assert [r.temperature_K for r in summary.runs] == [700.0, 500.0], "summary in the order asked"
+        runs[parallel] = {r.temperature_K: unwrapped(Path(r.trajectory)) for r in summary.runs}
+        log = (tmp_path / f"parallel{parallel}" / "T700K" / "lammps.out").read_text()
+        if parallel == 2 and (os.cpu_count() or 1) <= 2:
+            assert "1 torch threads per rank" in log, "side-by-side runs share the cores"
+    for temperature in (700.0, 500.0):
+        # Same seeds, same dynamics; torch thread counts differ (1 vs auto), so round-off may differ.
+        np.testing.assert_allclose(runs[2][temperature], runs[1][temperature], rtol=0, atol=1e-6)

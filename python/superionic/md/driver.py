@@ -9,9 +9,13 @@ before LAMMPS starts.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,6 +50,7 @@ class MdConfig:
     dump_every: int = 100
     restart_every: int = 5_000
     nprocs: int = 1
+    parallel: int = 1  # temperatures run at the same time, each on nprocs ranks
     seed: int = 4928459
     group: str = "all"
     charges: list[float] | None = None  # per element of the model's order in the data file
@@ -119,13 +124,30 @@ def run_md(config: MdConfig, on_step: Callable[[float, int, int], None] | None =
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     summary = MdSummary(str(structure_path), str(model_path), len(atoms), config.nprocs, config.timestep_ps)
-    for temperature in config.temperatures:
-        summary.runs.append(_run_one(config, atoms, elements, model_path, temperature, on_step))
-        (output / "md_summary.json").write_text(json.dumps(asdict(summary), indent=2))
+    if config.parallel < 1:
+        raise MdError(f"parallel = {config.parallel}: run at least one temperature at a time")
+    # Runs side by side share the cores: give each rank its share of torch threads so that
+    # parallel × nprocs × threads never exceeds the machine (0 = the pair style's own choice).
+    threads = (
+        0 if config.parallel == 1 else max(1, (os.cpu_count() or 1) // (config.parallel * config.nprocs))
+    )
+    lock = threading.Lock()
+
+    def one(temperature: float) -> TemperatureRun:
+        run = _run_one(config, atoms, elements, model_path, temperature, on_step, threads)
+        with lock:
+            summary.runs.append(run)
+            summary.runs.sort(key=lambda r: config.temperatures.index(r.temperature_K))
+            (output / "md_summary.json").write_text(json.dumps(asdict(summary), indent=2))
+        return run
+
+    with ThreadPoolExecutor(max_workers=config.parallel) as pool:
+        for future in [pool.submit(one, t) for t in config.temperatures]:
+            future.result()  # re-raises the first failure
     return summary
 
 
-def _run_one(config, atoms, elements, model_path, temperature, on_step) -> TemperatureRun:
+def _run_one(config, atoms, elements, model_path, temperature, on_step, threads: int = 0) -> TemperatureRun:
     directory = Path(config.output) / f"T{temperature:g}K"
     directory.mkdir(parents=True, exist_ok=True)
     trajectory = directory / "traj.h5"
@@ -171,6 +193,7 @@ def _run_one(config, atoms, elements, model_path, temperature, on_step) -> Tempe
         "traj": trajectory.name,
         "resume": "1" if restart else "0",
         "restart_file": restart[0].name if restart else "none",
+        "threads": str(threads),
     }
     if config.charges is not None:
         variables["charge_args"] = "charges " + " ".join(f"{q:g}" for q in config.charges)
@@ -181,7 +204,12 @@ def _run_one(config, atoms, elements, model_path, temperature, on_step) -> Tempe
             on_step(temperature, int(words[0]), config.steps)
 
     start = time.perf_counter()
-    run = run_lammps(template("nvt.in"), directory, nprocs=config.nprocs, variables=variables, on_line=follow)
+    # LAMMPS reads its input lazily, line by line as it runs: a template edited (or a package
+    # upgraded) mid-run would be read from a shifted offset. Each run reads its own copy, which
+    # also records the exact input used.
+    script = directory / "in.nvt.lammps"
+    shutil.copyfile(template("nvt.in"), script)
+    run = run_lammps(script.name, directory, nprocs=config.nprocs, variables=variables, on_line=follow)
     wall = time.perf_counter() - start
     (directory / "lammps.out").write_text(run.output)
     loops = [
