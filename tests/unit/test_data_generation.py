@@ -161,6 +161,34 @@ def test_a_stopped_reference_run_is_finished_from_its_partial_file(tmp_path: Pat
         finish_partial(longer)
 
 
+def test_a_stopped_generation_keeps_its_md_frames_and_adds_strained_ones(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(generate_module, "make_labeller", lambda name, device="cpu": lj_labeller())
+    output = tmp_path / "lyc.extxyz.gz"
+    config = GenerateConfig(
+        material="LYC",
+        frames=16,
+        temperatures=(300.0, 600.0),
+        sample_every=2,
+        equilibration_steps=2,
+        output=output,
+    )
+    generate(config)
+    # What a run killed in its second temperature leaves: the first MD frames, as plain text.
+    md = [f for f in read(output, ":") if f.info["sampling"] == "md"][:8]
+    ase.io.write(tmp_path / "lyc.extxyz.gz.partial", md, format="extxyz")
+    output.unlink()
+    summary_path(output).unlink()
+
+    result = generate_module.finish_partial(config)
+    frames = read(output, ":")
+    assert [f.info["sampling"] for f in frames].count("md") == 8
+    assert result.summary["counts"] == {"md_300K": 6, "md_600K": 2, "strain": 3}  # 8 · 0.25 / 0.75
+    np.testing.assert_allclose(frames[0].get_forces(), md[0].get_forces(), atol=1e-8)
+    assert "stopped during MD after 8 of 12" in result.summary["note"]
+    with pytest.raises(GenerationError, match="no partial file"):
+        generate_module.finish_partial(config)
+
+
 def test_generate_plan_on_a_cheap_labeller(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(generate_module, "make_labeller", lambda name, device="cpu": lj_labeller())
     output = tmp_path / "lyc.extxyz.gz"

@@ -55,7 +55,7 @@ def _progress(description: str):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from superionic.data.generate import generate
+    from superionic.data.generate import finish_partial, generate
 
     _limit_threads(args.threads)
     config = GenerateConfig(
@@ -72,10 +72,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         threads=args.threads,
         output=args.output,
     )
+    run = finish_partial if args.finish_partial else generate
     with _progress(f"{args.material} / {args.labeller}") as progress:
         task = progress.add_task("generate", total=args.frames, kind="")
-        result = generate(
-            config, on_progress=lambda done, total, kind: progress.update(task, completed=done, kind=kind)
+        result = run(
+            config,
+            on_progress=lambda done, total, kind: progress.update(
+                task, completed=done, total=total, kind=kind
+            ),
         )
     summary = result.summary
     print(
@@ -158,6 +162,11 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
     gen.add_argument("--strain-fraction", type=float, default=0.25, help="share of strained, rattled frames")
     gen.add_argument("--sample-every", type=int, default=10, help="MD steps between kept frames")
     gen.add_argument("--equilibration-steps", type=int, default=200)
+    gen.add_argument(
+        "--finish-partial",
+        action="store_true",
+        help="keep the MD frames of a stopped run (its .partial file) and add its strained frames",
+    )
     gen.set_defaults(func=cmd_generate)
 
     ref = actions.add_parser(

@@ -47,6 +47,7 @@ __all__ = [
     "GenerateConfig",
     "GenerateResult",
     "GenerationError",
+    "finish_partial",
     "generate",
     "label_frame",
     "set_threads",
@@ -245,6 +246,32 @@ def _md_frames(
         on_frame(atoms, dyn.nsteps)
 
 
+class _Collector:
+    """Writes frames and keeps what the summary reports about them."""
+
+    def __init__(self, output: Path, total: int, on_progress: ProgressCallback | None) -> None:
+        self.writer = FrameWriter(output)
+        self.total, self.on_progress = total, on_progress
+        self.kept: list[tuple[Atoms, float]] = []  # MD frames that strained frames start from
+        self.energies: list[float] = []
+        self.forces_max: list[float] = []
+        self.stresses: list[np.ndarray] = []
+        self.counts: dict[str, int] = {}
+
+    def emit(self, frame: Atoms, kind: str) -> None:
+        self.writer.add(frame)
+        self.energies.append(frame.get_potential_energy() / len(frame))
+        self.forces_max.append(float(np.abs(frame.get_forces()).max()))
+        self.stresses.append(frame.get_stress())
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if self.on_progress is not None:
+            self.on_progress(self.writer.count, self.total, kind)
+
+    def emit_md(self, frame: Atoms, temperature: float) -> None:
+        self.kept.append((frame, temperature))
+        self.emit(frame, f"md_{temperature:.0f}K")
+
+
 def generate(config: GenerateConfig, on_progress: ProgressCallback | None = None) -> GenerateResult:
     """Run the sampling plan and write ``config.output_path()`` plus its JSON summary."""
     config.validate()
@@ -259,22 +286,7 @@ def generate(config: GenerateConfig, on_progress: ProgressCallback | None = None
     n_strain = round(config.frames * config.strain_fraction)
     n_md = config.frames - n_strain
     per_temperature = _split(n_md, len(config.temperatures))
-    writer = FrameWriter(output)
-    kept: list[tuple[Atoms, float]] = []  # MD frames that strained frames start from
-    energies: list[float] = []
-    forces_max: list[float] = []
-    stresses: list[np.ndarray] = []
-    counts: dict[str, int] = {}
-
-    def emit(frame: Atoms, kind: str) -> None:
-        writer.add(frame)
-        n = len(frame)
-        energies.append(frame.get_potential_energy() / n)
-        forces_max.append(float(np.abs(frame.get_forces()).max()))
-        stresses.append(frame.get_stress())
-        counts[kind] = counts.get(kind, 0) + 1
-        if on_progress is not None:
-            on_progress(writer.count, config.frames, kind)
+    collector = _Collector(output, config.frames, on_progress)
 
     for k, (temperature, count) in enumerate(zip(config.temperatures, per_temperature, strict=True)):
         if count == 0:
@@ -297,18 +309,66 @@ def generate(config: GenerateConfig, on_progress: ProgressCallback | None = None
                 "strain": "none",
             }
             # The MD calculator already holds this configuration's results: no extra force call.
-            frame = label_frame(atoms, labeller, info)
-            kept.append((frame, temperature))
-            emit(frame, f"md_{temperature:.0f}K")
+            collector.emit_md(label_frame(atoms, labeller, info), temperature)
 
         _md_frames(start, labeller, config, temperature, count, rng, on_frame)
 
-    if n_strain and not kept:
+    _strained_frames(config, n_strain, collector, labeller, base_info, rng)
+    return _finish(config, spec, labeller, collector, time.perf_counter() - start_time)
+
+
+def finish_partial(config: GenerateConfig, on_progress: ProgressCallback | None = None) -> GenerateResult:
+    """Finish a generation that was stopped during its MD phase: keep the MD frames of its
+    ``.partial`` file and add strained frames from them in the configured proportion."""
+    config.validate()
+    set_threads(config.threads)
+    spec = get_material(config.material)
+    output = config.output_path()
+    partial = FrameWriter.partial_path(output)
+    if not partial.exists():
+        raise GenerationError(f"{partial}: no partial file to finish; run data generate first")
+    from ase.io import read
+
+    frames = [f for f in read(partial, ":", format="extxyz") if f.info.get("sampling") == "md"]
+    if not frames:
+        raise GenerationError(f"{partial}: no MD frames to keep")
+    labeller = make_labeller(config.labeller, device=config.device)
+    if frames[0].info.get("material") != spec.name or frames[0].info.get("labeller") != labeller.name:
+        raise GenerationError(
+            f"{partial}: frames are {frames[0].info.get('material')}/{frames[0].info.get('labeller')}, "
+            f"the command asked for {spec.name}/{labeller.name}; pass the options the run was started with"
+        )
+    start_time = time.perf_counter()
+    n_strain = round(len(frames) * config.strain_fraction / (1.0 - config.strain_fraction))
+    collector = _Collector(output, len(frames) + n_strain, on_progress)  # unlinks the partial file
+    for frame in frames:
+        collector.emit_md(frame, float(frame.info["temperature_K"]))
+    rng = np.random.default_rng(config.seed + 7919)  # not the MD's stream, which is gone
+    _strained_frames(config, n_strain, collector, labeller, provenance(spec, labeller, config.seed), rng)
+    temperatures = sorted({float(f.info["temperature_K"]) for f in frames})
+    planned_md = config.frames - round(config.frames * config.strain_fraction)
+    note = (
+        f"stopped during MD after {len(frames)} of {planned_md} "
+        f"MD frames (temperatures reached: {', '.join(f'{t:.0f}' for t in temperatures)} K); "
+        f"finished from its partial file with {n_strain} strained frames"
+    )
+    return _finish(config, spec, labeller, collector, time.perf_counter() - start_time, note)
+
+
+def _strained_frames(
+    config: GenerateConfig,
+    n_strain: int,
+    collector: _Collector,
+    labeller: Labeller,
+    base_info: dict[str, Any],
+    rng: np.random.Generator,
+) -> None:
+    if n_strain and not collector.kept:
         raise GenerationError(
             "strained frames need MD frames to start from; lower strain_fraction or add frames"
         )
     for k in range(n_strain):
-        source, temperature = kept[int(rng.integers(len(kept)))]
+        source, temperature = collector.kept[int(rng.integers(len(collector.kept)))]
         deformation, description = _strain_matrix(config, rng, k)
         strained = Atoms(
             source.get_chemical_symbols(), positions=source.get_positions(), cell=source.cell, pbc=True
@@ -324,16 +384,25 @@ def generate(config: GenerateConfig, on_progress: ProgressCallback | None = None
             "ordering_seed": int(source.info["ordering_seed"]),
             "strain": description,
         }
-        emit(label_frame(strained, labeller, info), "strain")
+        collector.emit(label_frame(strained, labeller, info), "strain")
 
-    writer.finish()
-    wall = time.perf_counter() - start_time
-    stress = np.array(stresses)
+
+def _finish(
+    config: GenerateConfig,
+    spec: MaterialSpec,
+    labeller: Labeller,
+    collector: _Collector,
+    wall: float,
+    note: str | None = None,
+) -> GenerateResult:
+    output = config.output_path()
+    collector.writer.finish()
+    stress = np.array(collector.stresses)
     summary = {
         "file": output.name,
-        "frames": writer.count,
-        "atoms_per_frame": len(kept[0][0]) if kept else None,
-        "counts": counts,
+        "frames": collector.writer.count,
+        "atoms_per_frame": len(collector.kept[0][0]) if collector.kept else None,
+        "counts": collector.counts,
         "material": spec.name,
         "formula": spec.formula,
         "source": spec.citation,
@@ -342,10 +411,14 @@ def generate(config: GenerateConfig, on_progress: ProgressCallback | None = None
         "superionic_version": superionic.__version__,
         "temperatures_K": list(config.temperatures),
         "wall_time_s": round(wall, 1),
-        "energy_per_atom_eV": {"min": float(np.min(energies)), "max": float(np.max(energies))},
+        **({"note": note} if note else {}),
+        "energy_per_atom_eV": {
+            "min": float(np.min(collector.energies)),
+            "max": float(np.max(collector.energies)),
+        },
         "force_component_abs_max_eV_per_A": {
-            "min": float(np.min(forces_max)),
-            "max": float(np.max(forces_max)),
+            "min": float(np.min(collector.forces_max)),
+            "max": float(np.max(collector.forces_max)),
         },
         "stress_eV_per_A3": {"min": float(stress.min()), "max": float(stress.max())},
         "units": {
@@ -357,7 +430,7 @@ def generate(config: GenerateConfig, on_progress: ProgressCallback | None = None
     }
     summary_json = summary_path(output)
     summary_json.write_text(json.dumps(summary, indent=2) + "\n")
-    log.info("%s: wrote %d frames to %s in %.0f s", spec.name, writer.count, output, wall)
+    log.info("%s: wrote %d frames to %s in %.0f s", spec.name, collector.writer.count, output, wall)
     return GenerateResult(output=output, summary_json=summary_json, summary=summary)
 
 
