@@ -32,7 +32,13 @@ from superionic.data.generate import (
 )
 from superionic.data.labellers import LABELLERS, Labeller, LabellerError, make_labeller
 from superionic.data.materials import build_structure
-from superionic.data.reference_md import ReferenceMDConfig, _Unwrapper, finish_partial, run_reference_md
+from superionic.data.reference_md import (
+    ReferenceMDConfig,
+    _Unwrapper,
+    extend_reference_md,
+    finish_partial,
+    run_reference_md,
+)
 
 
 def lj_labeller() -> Labeller:
@@ -159,6 +165,45 @@ def test_a_stopped_reference_run_is_finished_from_its_partial_file(tmp_path: Pat
     assert summary["labeller"] == "lj" and result.summary["production_ps"] == pytest.approx(0.2)
     with pytest.raises(GenerationError, match="no partial trajectory"):
         finish_partial(longer)
+
+
+def test_a_reference_run_is_extended_without_touching_its_first_part(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(reference_md_module, "make_labeller", lambda name, device="cpu": lj_labeller())
+    output = tmp_path / "ref.extxyz.gz"
+    config = ReferenceMDConfig(
+        material="LYC",
+        temperature=600.0,
+        steps=100,
+        write_every=5,
+        equilibration_steps=0,
+        labeller="lj",
+        output=output,
+    )
+    run_reference_md(config)
+    before = read(output, ":")
+    first_wall = json.loads(summary_path(output).read_text())["wall_time_s"]
+
+    for wrong, field in (({"temperature": 900.0}, "temperature_K"), ({"write_every": 10}, "write-every")):
+        with pytest.raises(GenerationError, match=field):
+            extend_reference_md(dataclasses.replace(config, steps=200, **wrong))
+    with pytest.raises(GenerationError, match="already has 100 production steps"):
+        extend_reference_md(config)
+
+    result = extend_reference_md(dataclasses.replace(config, steps=200))
+    after = read(output, ":")
+    assert len(after) == 41 and not FrameWriter.partial_path(output).exists()
+    assert [f.info["md_step"] for f in after] == list(range(0, 201, 5))
+    for old, new in zip(before, after[:21], strict=True):  # the first part, bit for bit
+        np.testing.assert_array_equal(old.positions, new.positions)
+        np.testing.assert_array_equal(old.get_forces(), new.get_forces())
+    # Continuous across the seam: positions carry on from the last frame, still unwrapped.
+    positions = np.array([f.positions for f in after])
+    assert np.abs(np.diff(positions, axis=0)).max() < 1.0
+    assert after[21].info["time_ps"] == pytest.approx(0.21)  # step 105 at 2 fs
+    summary = result.summary
+    assert summary["frames"] == 41 and summary["production_ps"] == pytest.approx(0.4)
+    assert "extended from production step 100 to 200" in summary["note"]
+    assert summary["wall_time_s"] >= first_wall
 
 
 def test_a_stopped_generation_keeps_its_md_frames_and_adds_strained_ones(tmp_path: Path, monkeypatch) -> None:

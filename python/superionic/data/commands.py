@@ -90,7 +90,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_reference_md(args: argparse.Namespace) -> int:
-    from superionic.data.reference_md import ReferenceMDConfig, finish_partial, run_reference_md
+    from superionic.data.reference_md import (
+        ReferenceMDConfig,
+        extend_reference_md,
+        finish_partial,
+        run_reference_md,
+    )
 
     _limit_threads(args.threads)
     config = ReferenceMDConfig(
@@ -111,11 +116,11 @@ def cmd_reference_md(args: argparse.Namespace) -> int:
     if args.finish_partial:
         result = finish_partial(config)
         return _print_reference(result)
-    frames = args.steps // args.write_every + 1
+    run = extend_reference_md if args.extend else run_reference_md
     with _progress(f"{args.material} {args.temperature:.0f} K") as progress:
-        task = progress.add_task("md", total=frames, kind="")
-        result = run_reference_md(
-            config, on_progress=lambda done, total: progress.update(task, completed=done)
+        task = progress.add_task("md", total=None, kind="")
+        result = run(
+            config, on_progress=lambda done, total: progress.update(task, completed=done, total=total)
         )
     return _print_reference(result)
 
@@ -182,6 +187,11 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "--finish-partial",
         action="store_true",
         help="keep the frames of a stopped run (its .partial file) as the reference, with a note",
+    )
+    ref.add_argument(
+        "--extend",
+        action="store_true",
+        help="continue the finished trajectory at --output (or the default path) to --steps production steps",
     )
     ref.add_argument("--thermostat", choices=["nose-hoover", "langevin"], default="nose-hoover")
     ref.set_defaults(func=cmd_reference_md)

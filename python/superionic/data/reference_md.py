@@ -52,6 +52,7 @@ __all__ = [
     "REFERENCE_WINDOW",
     "ReferenceMDConfig",
     "ReferenceMDResult",
+    "extend_reference_md",
     "finish_partial",
     "run_reference_md",
     "transport_summary",
@@ -190,30 +191,64 @@ def run_reference_md(
         # Langevin kicks give the centre of mass a thermal velocity; zero it so the momentum-
         # conserving production run does not drift (the analysis removes drift regardless).
         Stationary(atoms)
-    if config.thermostat == "nose-hoover":
-        dyn = NoseHooverChainNVT(
-            atoms, timestep=dt, temperature_K=config.temperature, tdamp=config.tdamp_fs * units.fs
-        )
-    else:
-        dyn = Langevin(
-            atoms,
-            timestep=dt,
-            temperature_K=config.temperature,
-            friction=config.friction_per_fs / units.fs,
-            fixcm=False,
-            rng=rng,
-        )
-
-    unwrap = _Unwrapper(atoms)
-    dyn.attach(unwrap, interval=1)
+    dyn = _nose_hoover_or_langevin(atoms, config, rng)
     writer = FrameWriter(output)
     base_info = {**provenance(spec, labeller, config.seed), "sampling": "reference_md"}
+    trajectory, temperatures = _produce(
+        atoms, dyn, labeller, config, writer, base_info, first_step=0, on_progress=on_progress
+    )
+    writer.finish()
+
+    return _summarise(
+        config,
+        output,
+        symbols=atoms.get_chemical_symbols(),
+        masses=atoms.get_masses(),
+        trajectory=np.array(trajectory),
+        temperatures=temperatures,
+        provenance_fields={"labeller": labeller.name, "labeller_version": labeller.version},
+        wall_s=time.perf_counter() - start_time,
+    )
+
+
+def _nose_hoover_or_langevin(atoms: Atoms, config: ReferenceMDConfig, rng: np.random.Generator) -> Any:
+    dt = config.timestep_fs * units.fs
+    if config.thermostat == "nose-hoover":
+        return NoseHooverChainNVT(
+            atoms, timestep=dt, temperature_K=config.temperature, tdamp=config.tdamp_fs * units.fs
+        )
+    return Langevin(
+        atoms,
+        timestep=dt,
+        temperature_K=config.temperature,
+        friction=config.friction_per_fs / units.fs,
+        fixcm=False,
+        rng=rng,
+    )
+
+
+def _produce(
+    atoms: Atoms,
+    dyn: Any,
+    labeller: Any,
+    config: ReferenceMDConfig,
+    writer: FrameWriter,
+    base_info: dict[str, Any],
+    *,
+    first_step: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[list[np.ndarray], list[float]]:
+    """Production from ``first_step`` to ``config.steps``: a labelled, unwrapped frame every
+    ``write_every`` steps (the frame at ``first_step`` only when starting from 0: an extension
+    already has it)."""
+    unwrap = _Unwrapper(atoms)
+    dyn.attach(unwrap, interval=1)
     trajectory: list[np.ndarray] = []
     temperatures: list[float] = []
-    n_frames = config.steps // config.write_every + 1
+    n_frames = (config.steps - first_step) // config.write_every + (1 if first_step == 0 else 0)
 
     def record() -> None:
-        step = dyn.nsteps
+        step = first_step + dyn.nsteps
         check_not_collapsed(atoms, f"reference MD at {config.temperature:.0f} K, step {step}")
         info = {
             **base_info,
@@ -234,22 +269,100 @@ def run_reference_md(
         if on_progress is not None:
             on_progress(len(trajectory), n_frames)
 
-    record()
-    for _ in range(config.steps // config.write_every):
+    if first_step == 0:
+        record()
+    for _ in range((config.steps - first_step) // config.write_every):
         dyn.run(config.write_every)
         record()
-    writer.finish()
+    return trajectory, temperatures
 
+
+def extend_reference_md(
+    config: ReferenceMDConfig, on_progress: Callable[[int, int], None] | None = None
+) -> ReferenceMDResult:
+    """Continue a finished reference trajectory to ``config.steps`` production steps.
+
+    The file stores positions, not momenta, so the continuation draws velocities from the
+    Maxwell–Boltzmann distribution at the run's temperature (rng seeded by ``(seed, last step)``)
+    and restarts the thermostat: one Andersen-like resampling at the seam, which leaves the
+    equilibrium ensemble, and so D, unchanged. The summary says where the seam is. The old frames
+    are copied into the ``.partial`` file first and the finished file replaces the old one only at
+    the end, so a killed extension loses nothing (``--finish-partial`` keeps both parts)."""
+    config.validate()
+    output = config.output_path()
+    if not output.exists():
+        raise GenerationError(f"{output}: no finished reference trajectory to extend; run reference-md first")
+    frames = read(output, ":", format="extxyz")
+    first, last = frames[0].info, frames[-1].info
+    expected = {
+        "material": get_material(config.material).name,
+        "temperature_K": float(config.temperature),
+        "labeller": config.labeller,
+    }
+    for key, value in expected.items():
+        if first.get(key) != value:
+            raise GenerationError(
+                f"{output}: frames have {key} = {first.get(key)!r}, the command asked for {value!r}; "
+                "pass the options the run was made with"
+            )
+    done = int(last["md_step"])
+    interval = int(frames[1].info["md_step"]) - int(first["md_step"])
+    if interval != config.write_every:
+        raise GenerationError(
+            f"{output}: frames are {interval} steps apart, the command asked for --write-every "
+            f"{config.write_every}; pass the run's own value"
+        )
+    if config.steps <= done:
+        raise GenerationError(
+            f"{output}: already has {done} production steps; --steps must be larger to extend it"
+        )
+    previous = json.loads(summary_path(output).read_text()) if summary_path(output).exists() else {}
+
+    set_threads(config.threads)
+    start_time = time.perf_counter()
+    labeller = make_labeller(config.labeller, device=config.device)
+    rng = np.random.default_rng([config.seed, done])
+    atoms = Atoms(
+        frames[-1].get_chemical_symbols(), positions=frames[-1].positions, cell=frames[-1].cell, pbc=True
+    )
+    atoms.calc = labeller.calculator
+    thermalize_momenta(atoms, config.temperature, rng=rng)
+    Stationary(atoms)
+
+    writer = FrameWriter(output)
+    for frame in frames:
+        writer.add(frame)
+    base_info = {key: first[key] for key in first if key not in _PER_FRAME_KEYS}
+    new_positions, new_temperatures = _produce(
+        atoms,
+        _nose_hoover_or_langevin(atoms, config, rng),
+        labeller,
+        config,
+        writer,
+        base_info,
+        first_step=done,
+        on_progress=on_progress,
+    )
+    writer.finish()
+    wall = time.perf_counter() - start_time + float(previous.get("wall_time_s") or 0.0)
     return _summarise(
         config,
         output,
         symbols=atoms.get_chemical_symbols(),
         masses=atoms.get_masses(),
-        trajectory=np.array(trajectory),
-        temperatures=temperatures,
-        provenance_fields={"labeller": labeller.name, "labeller_version": labeller.version},
-        wall_s=time.perf_counter() - start_time,
+        trajectory=np.array([f.positions for f in frames] + new_positions),
+        temperatures=[float(f.info["instantaneous_temperature_K"]) for f in frames] + new_temperatures,
+        provenance_fields={"labeller": first["labeller"], "labeller_version": first["labeller_version"]},
+        wall_s=wall,
+        note=(
+            f"extended from production step {done} to {config.steps}: velocities redrawn from "
+            f"Maxwell-Boltzmann at {config.temperature:.0f} K at the seam (t = "
+            f"{done * config.timestep_fs / 1000.0:g} ps) and the thermostat restarted"
+        ),
     )
+
+
+_PER_FRAME_KEYS = ("instantaneous_temperature_K", "md_step", "time_ps", "energy", "stress", "free_energy")
 
 
 def finish_partial(config: ReferenceMDConfig) -> ReferenceMDResult:
