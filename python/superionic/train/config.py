@@ -121,8 +121,10 @@ def load_config(path: str | Path) -> TrainConfig:
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: not valid YAML ({err})") from err
     config = config_from_dict(raw or {}, str(source))
-    # Data paths are relative to the config file, so a config travels with its data.
+    # Every path, the run directory included, is relative to the config file, so a config travels
+    # with its data and `superionic train docs/x.yaml` writes where the file says from any directory.
     base = source.resolve().parent
     config.data.train = [str((base / p).resolve()) for p in config.data.train]
     config.data.val = [str((base / p).resolve()) for p in config.data.val]
+    config.output = str((base / config.output).resolve())
     return config
