@@ -115,18 +115,21 @@ def test_unwrapper_follows_atoms_across_the_boundary() -> None:
     assert unwrap.unwrapped[0, 0] == pytest.approx(11.4)
 
 
-def test_reference_md_writes_unwrapped_frames_and_d(tmp_path: Path, monkeypatch) -> None:
+def lj_reference_config(tmp_path: Path, monkeypatch, **fields) -> ReferenceMDConfig:
+    """A short LYC reference run at 600 K with the Lennard-Jones stand-in as its labeller."""
     monkeypatch.setattr(reference_md_module, "make_labeller", lambda name, device="cpu": lj_labeller())
-    output = tmp_path / "ref.extxyz.gz"
-    config = ReferenceMDConfig(
-        material="LYC",
-        temperature=600.0,
-        steps=250,
-        write_every=5,
-        equilibration_steps=10,
-        timestep_fs=1.0,
-        output=output,
-    )
+    defaults = {
+        "material": "LYC",
+        "temperature": 600.0,
+        "write_every": 5,
+        "output": tmp_path / "ref.extxyz.gz",
+    }
+    return ReferenceMDConfig(**{**defaults, **fields})
+
+
+def test_reference_md_writes_unwrapped_frames_and_d(tmp_path: Path, monkeypatch) -> None:
+    config = lj_reference_config(tmp_path, monkeypatch, steps=250, equilibration_steps=10, timestep_fs=1.0)
+    output = config.output
     result = run_reference_md(config)
     frames = read(output, ":")
     assert len(frames) == 51
@@ -142,11 +145,8 @@ def test_reference_md_writes_unwrapped_frames_and_d(tmp_path: Path, monkeypatch)
 
 
 def test_a_stopped_reference_run_is_finished_from_its_partial_file(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(reference_md_module, "make_labeller", lambda name, device="cpu": lj_labeller())
-    output = tmp_path / "ref.extxyz.gz"
-    config = ReferenceMDConfig(
-        material="LYC", temperature=600.0, steps=100, write_every=5, equilibration_steps=0, output=output
-    )
+    config = lj_reference_config(tmp_path, monkeypatch, steps=100, equilibration_steps=0)
+    output = config.output
     run_reference_md(config)
     # What a killed run leaves: the plain-text partial file, no .gz and no summary.
     partial = tmp_path / "ref.extxyz.gz.partial"
@@ -168,17 +168,8 @@ def test_a_stopped_reference_run_is_finished_from_its_partial_file(tmp_path: Pat
 
 
 def test_a_reference_run_is_extended_without_touching_its_first_part(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(reference_md_module, "make_labeller", lambda name, device="cpu": lj_labeller())
-    output = tmp_path / "ref.extxyz.gz"
-    config = ReferenceMDConfig(
-        material="LYC",
-        temperature=600.0,
-        steps=100,
-        write_every=5,
-        equilibration_steps=0,
-        labeller="lj",
-        output=output,
-    )
+    config = lj_reference_config(tmp_path, monkeypatch, steps=100, equilibration_steps=0, labeller="lj")
+    output = config.output
     run_reference_md(config)
     before = read(output, ":")
     first_wall = json.loads(summary_path(output).read_text())["wall_time_s"]

@@ -45,7 +45,7 @@ from superionic.data.generate import (
     set_threads,
     summary_path,
 )
-from superionic.data.labellers import make_labeller
+from superionic.data.labellers import Labeller, make_labeller
 from superionic.data.materials import build_structure, get_material
 
 __all__ = [
@@ -174,19 +174,11 @@ def run_reference_md(
     atoms.calc = labeller.calculator
     thermalize_momenta(atoms, config.temperature, rng=rng)
     Stationary(atoms)
-    dt = config.timestep_fs * units.fs
     if config.equilibration_steps:
         log.info(
             "%s: equilibrating %d steps at %.0f K", spec.name, config.equilibration_steps, config.temperature
         )
-        Langevin(
-            atoms,
-            timestep=dt,
-            temperature_K=config.temperature,
-            friction=config.friction_per_fs / units.fs,
-            fixcm=False,
-            rng=rng,
-        ).run(config.equilibration_steps)
+        _langevin(atoms, config, rng).run(config.equilibration_steps)
         check_not_collapsed(atoms, f"equilibration at {config.temperature:.0f} K")
         # Langevin kicks give the centre of mass a thermal velocity; zero it so the momentum-
         # conserving production run does not drift (the analysis removes drift regardless).
@@ -211,15 +203,10 @@ def run_reference_md(
     )
 
 
-def _nose_hoover_or_langevin(atoms: Atoms, config: ReferenceMDConfig, rng: np.random.Generator) -> Any:
-    dt = config.timestep_fs * units.fs
-    if config.thermostat == "nose-hoover":
-        return NoseHooverChainNVT(
-            atoms, timestep=dt, temperature_K=config.temperature, tdamp=config.tdamp_fs * units.fs
-        )
+def _langevin(atoms: Atoms, config: ReferenceMDConfig, rng: np.random.Generator) -> Langevin:
     return Langevin(
         atoms,
-        timestep=dt,
+        timestep=config.timestep_fs * units.fs,
         temperature_K=config.temperature,
         friction=config.friction_per_fs / units.fs,
         fixcm=False,
@@ -227,10 +214,21 @@ def _nose_hoover_or_langevin(atoms: Atoms, config: ReferenceMDConfig, rng: np.ra
     )
 
 
+def _nose_hoover_or_langevin(atoms: Atoms, config: ReferenceMDConfig, rng: np.random.Generator) -> Any:
+    if config.thermostat == "nose-hoover":
+        return NoseHooverChainNVT(
+            atoms,
+            timestep=config.timestep_fs * units.fs,
+            temperature_K=config.temperature,
+            tdamp=config.tdamp_fs * units.fs,
+        )
+    return _langevin(atoms, config, rng)
+
+
 def _produce(
     atoms: Atoms,
     dyn: Any,
-    labeller: Any,
+    labeller: Labeller,
     config: ReferenceMDConfig,
     writer: FrameWriter,
     base_info: dict[str, Any],
