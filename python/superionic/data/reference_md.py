@@ -292,17 +292,7 @@ def extend_reference_md(
         raise GenerationError(f"{output}: no finished reference trajectory to extend; run reference-md first")
     frames = read(output, ":", format="extxyz")
     first, last = frames[0].info, frames[-1].info
-    expected = {
-        "material": get_material(config.material).name,
-        "temperature_K": float(config.temperature),
-        "labeller": config.labeller,
-    }
-    for key, value in expected.items():
-        if first.get(key) != value:
-            raise GenerationError(
-                f"{output}: frames have {key} = {first.get(key)!r}, the command asked for {value!r}; "
-                "pass the options the run was made with"
-            )
+    _check_same_run(output, first, config, labeller=True)
     done = int(last["md_step"])
     interval = int(frames[1].info["md_step"]) - int(first["md_step"])
     if interval != config.write_every:
@@ -363,6 +353,22 @@ def extend_reference_md(
 _PER_FRAME_KEYS = ("instantaneous_temperature_K", "md_step", "time_ps", "energy", "stress", "free_energy")
 
 
+def _check_same_run(path: Path, info: dict[str, Any], config: ReferenceMDConfig, *, labeller: bool) -> None:
+    """Refuse to continue or finish a file with a command that describes another run."""
+    expected: dict[str, Any] = {
+        "material": get_material(config.material).name,
+        "temperature_K": float(config.temperature),
+    }
+    if labeller:
+        expected["labeller"] = config.labeller
+    for key, value in expected.items():
+        if info.get(key) != value:
+            raise GenerationError(
+                f"{path}: frames have {key} = {info.get(key)!r}, the command asked for {value!r}; "
+                "pass the options the run was started with"
+            )
+
+
 def finish_partial(config: ReferenceMDConfig) -> ReferenceMDResult:
     """Turn the ``.partial`` file of a run that was stopped (killed, out of time) into a finished
     reference: every frame written so far is kept, the summary states how far the run got."""
@@ -375,13 +381,7 @@ def finish_partial(config: ReferenceMDConfig) -> ReferenceMDResult:
     if len(frames) < 10:
         raise GenerationError(f"{partial}: {len(frames)} frames; at least 10 are needed for a D")
     first = frames[0].info
-    expected = {"material": get_material(config.material).name, "temperature_K": float(config.temperature)}
-    for key, value in expected.items():
-        if first.get(key) != value:
-            raise GenerationError(
-                f"{partial}: frames have {key} = {first.get(key)!r}, the command asked for {value!r}; "
-                "pass the options the run was started with"
-            )
+    _check_same_run(partial, first, config, labeller=False)
     FrameWriter.gzip_partial(output)
     last_step = int(frames[-1].info["md_step"])
     return _summarise(
