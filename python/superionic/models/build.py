@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import torch
 
+from superionic.models.config import ModelConfig
 from superionic.models.contract import ContractModel
 from superionic.models.sprinter import Sprinter
-from superionic.train.config import ModelConfig
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

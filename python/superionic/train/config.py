@@ -9,6 +9,10 @@ from typing import Any
 
 import yaml
 
+# ModelConfig belongs to the models layer (models are built from it); re-exported here so a
+# training config is still one import.
+from superionic.models.config import ModelConfig
+
 
 class ConfigError(ValueError):
     """A configuration the trainer cannot run; the message names the file, the key and the fix."""
@@ -21,19 +25,6 @@ class DataConfig:
     val_fraction: float = 0.1
     max_frames: int | None = None
     split_seed: int = 0
-
-
-@dataclass
-class ModelConfig:
-    kind: str = "sprinter"
-    cutoff: float = 5.0
-    n_basis: int = 8
-    radial_channels: int = 8
-    angular_channels: int = 4
-    l_max: int = 4
-    hidden: list[int] = field(default_factory=lambda: [32, 32])
-    dtype: str = "float64"
-    species: list[str] | None = None
 
 
 @dataclass
