@@ -17,6 +17,7 @@ from superionic.export import ExportError, export_model
 from superionic.md.driver import MdError
 from superionic.md.runner import LammpsError
 from superionic.models import ReferenceMessagePassing, ReferencePotential
+from superionic.studies.locality import LocalityError
 from superionic.train.checkpoint import CheckpointError
 from superionic.train.config import ConfigError
 from superionic.train.trainer import RunExistsError
@@ -32,6 +33,7 @@ USER_ERRORS = (
     LammpsError,
     MdError,
     AnalysisError,
+    LocalityError,
 )
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -395,13 +397,16 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--overwrite", action="store_true", help="discard finished or partial runs in the output")
     md.set_defaults(func=cmd_md)
 
-    study = verbs.add_parser("study", help="the guideline studies of science.md")
+    study = verbs.add_parser("study", help="the guideline studies (docs/science.md)")
     studies = study.add_subparsers(dest="study", required=True)
     size = studies.add_parser("data-size", help="learning curve: validation errors against training frames")
     size.add_argument("config", type=Path, help="a training config (superionic train)")
     size.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 400])
     size.add_argument("-o", "--output", default="runs/study_data_size")
     size.set_defaults(func=cmd_study_data_size)
+    from superionic.studies.commands import add_locality_command
+
+    add_locality_command(studies)
 
     analyze = verbs.add_parser("analyze", help="D, σ and Haven ratio of one ion from one trajectory")
     analyze.add_argument("trajectory", type=Path, help="H5MD, LAMMPS dump, extxyz/ASE trajectory or XDATCAR")
