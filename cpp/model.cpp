@@ -4,8 +4,12 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <fstream>
 #include <optional>
+#include <unordered_map>
+
+#include "sprinter_kernel.h"
 
 namespace superionic {
 namespace {
@@ -26,6 +30,86 @@ bool ends_with(const std::string &s, const std::string &suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+using TensorMap = std::unordered_map<std::string, torch::Tensor>;
+
+// The sprinter's parameters and buffers (python/superionic/models/sprinter.py) as plain float64
+// arrays for the native kernel. Names are the module's attribute paths. Scalar buffers that
+// AOTInductor may fold into code are rebuilt from the metadata exactly as the module builds them.
+std::unique_ptr<SprinterKernel> sprinter_kernel(const TensorMap &tensors, const ModelMetadata &meta,
+                                                std::string &why_not) {
+  auto find = [&](const std::string &name) -> const torch::Tensor * {
+    auto it = tensors.find(name);
+    return it == tensors.end() ? nullptr : &it->second;
+  };
+  auto values = [](const torch::Tensor &t) {
+    auto c = t.to(torch::kCPU, torch::kFloat64).contiguous();
+    return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+  };
+  for (const char *name : {"radial_coeff", "angular_coeff", "descriptor_mean", "descriptor_std", "energy_shift",
+                           "energy_scale", "core_radius_sq", "core_strength", "layers.0.weight"})
+    if (!find(name)) {
+      why_not = std::string("the file holds no '") + name + "' tensor";
+      return nullptr;
+    }
+  const auto &radial = *find("radial_coeff");
+  const auto &angular = *find("angular_coeff");
+  if (radial.dim() != 4 || angular.dim() != 4) {
+    why_not = "radial_coeff/angular_coeff are not 4-dimensional";
+    return nullptr;
+  }
+  SprinterParams p;
+  p.n_species = static_cast<int>(radial.size(0));
+  p.radial_channels = static_cast<int>(radial.size(2));
+  p.n_basis = static_cast<int>(radial.size(3));
+  p.angular_channels = static_cast<int>(angular.size(2));
+  p.radial_coeff = values(radial);
+  p.angular_coeff = values(angular);
+  p.descriptor_mean = values(*find("descriptor_mean"));
+  p.descriptor_std = values(*find("descriptor_std"));
+  const int n_desc = static_cast<int>(p.descriptor_mean.size());
+  // descriptors = Cr radial + l_max * Ca angular, so l_max follows from the descriptor count.
+  if ((n_desc - p.radial_channels) % p.angular_channels != 0) {
+    why_not = "descriptor count does not match the channel counts";
+    return nullptr;
+  }
+  p.l_max = (n_desc - p.radial_channels) / p.angular_channels;
+  p.cutoff = find("cutoff_t") ? values(*find("cutoff_t"))[0] : meta.cutoff;
+  p.cutoff_sq = find("cutoff_sq") ? values(*find("cutoff_sq"))[0] : meta.cutoff * meta.cutoff;
+  if (find("basis_freq")) {
+    p.basis_freq = values(*find("basis_freq"));
+  } else {
+    for (int k = 0; k < p.n_basis; k++) p.basis_freq.push_back(M_PI * k);
+  }
+  p.widths.push_back(n_desc);
+  for (int k = 0; find("layers." + std::to_string(k) + ".weight"); k++) {
+    const auto &w = *find("layers." + std::to_string(k) + ".weight");
+    const auto *b = find("layers." + std::to_string(k) + ".bias");
+    if (w.dim() != 3 || !b) {
+      why_not = "layer " + std::to_string(k) + " is not a [S, in, out] weight with a bias";
+      return nullptr;
+    }
+    p.widths.push_back(static_cast<int>(w.size(2)));
+    p.layer_weight.push_back(values(w));
+    p.layer_bias.push_back(values(*b));
+  }
+  p.energy_shift = values(*find("energy_shift"));
+  p.energy_scale = values(*find("energy_scale"))[0];
+  p.core_radius_sq = values(*find("core_radius_sq"));
+  p.core_strength = values(*find("core_strength"))[0];
+  if (static_cast<size_t>(p.n_species) != meta.species.size()) {
+    why_not = "the weights have " + std::to_string(p.n_species) + " species, the metadata " +
+              std::to_string(meta.species.size());
+    return nullptr;
+  }
+  auto precision = meta.dtype == "float32" ? KernelPrecision::Float32 : KernelPrecision::Float64;
+  try {
+    return std::make_unique<SprinterKernel>(std::move(p), precision);
+  } catch (const ModelError &e) {
+    why_not = e.what();
+    return nullptr;
+  }
+}
+
 }  // namespace
 
 struct Model::Impl {
@@ -35,6 +119,30 @@ struct Model::Impl {
   torch::Dtype dtype = torch::kFloat64;
   std::optional<torch::jit::Module> script;
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> package;
+  std::unique_ptr<SprinterKernel> kernel;
+  std::string kernel_note = "the native kernel implements sprinter models only";
+
+  void attach_native_kernel() {
+    if (meta.model_kind != "sprinter") return;
+    TensorMap tensors;
+    try {
+      if (script) {
+        for (const auto &item : script->named_parameters(true)) tensors[item.name] = item.value;
+        for (const auto &item : script->named_buffers(true)) tensors[item.name] = item.value;
+      } else if (package) {
+        auto *runner = package->get_runner();
+        auto fqn = runner->getConstantNamesToOriginalFQNs();
+        for (const auto &item : runner->extract_constants_map(false)) {
+          auto it = fqn.find(item.first);
+          tensors[it == fqn.end() ? item.first : it->second] = item.second;
+        }
+      }
+    } catch (const std::exception &e) {
+      kernel_note = "its weights could not be read: " + torch_message(e);
+      return;
+    }
+    kernel = sprinter_kernel(tensors, meta, kernel_note);
+  }
 
   std::vector<torch::Tensor> run(std::vector<torch::Tensor> inputs) {
     if (package) return package->run(inputs);
@@ -87,9 +195,13 @@ Model::Model(const std::string &path, const std::string &device) : impl_(new Imp
       throw ModelError("'" + path + "' was compiled for " + impl_->meta.device + " and cannot run on " +
                        device + "; export it again for that device or use the .pt file");
   }
+  impl_->attach_native_kernel();
 }
 
 Model::~Model() = default;
+
+SprinterKernel *Model::native_kernel() const { return impl_->kernel.get(); }
+const std::string &Model::native_unavailable_reason() const { return impl_->kernel_note; }
 
 const ModelMetadata &Model::metadata() const { return impl_->meta; }
 const std::string &Model::path() const { return impl_->path; }

@@ -11,6 +11,8 @@
 
 namespace superionic {
 
+class SprinterKernel;
+
 class Model {
  public:
   // Loads a TorchScript (.pt) or AOTInductor (.pt2) file, chosen by extension, onto `device`
@@ -30,6 +32,11 @@ class Model {
   void compute(const double *edge_vec, const int64_t *edge_src, const int64_t *edge_dst,
                int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_local,
                double *atom_energy, double *edge_grad);
+
+  // The native kernel (sprinter_kernel.h) holding this model's weights, for sprinter models;
+  // nullptr otherwise, with the reason in native_unavailable_reason().
+  SprinterKernel *native_kernel() const;
+  const std::string &native_unavailable_reason() const;
 
   static int cuda_device_count();
   static void set_num_threads(int n);

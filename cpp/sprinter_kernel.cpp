@@ -1,0 +1,520 @@
+#include "sprinter_kernel.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "metadata.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace superionic {
+namespace {
+
+constexpr int kMaxL = 4;
+constexpr int kMaxBasis = 64;  // the per-edge basis lives on the stack
+
+// Flat index of (l, m) among the harmonics l = 1..l_max: l = 1 starts at 0, l = 2 at 3, ...
+constexpr int harmonic_offset(int l) { return l * l - 1; }
+
+// Schmidt semi-normalised real harmonics, exactly the polynomials of sprinter.real_harmonics.
+template <typename Real>
+inline void harmonics(const Real *u, int l_max, Real *Y) {
+  const Real x = u[0], y = u[1], z = u[2];
+  const Real SQ3 = Real(1.7320508075688772), SQ5 = Real(2.23606797749979), SQ10 = Real(3.1622776601683795);
+  const Real SQ15 = Real(3.872983346207417), SQ35 = Real(5.916079783099616), SQ70 = Real(8.366600265340756);
+  const Real SQ3_8 = Real(0.6123724356957945), SQ5_8 = Real(0.7905694150420949);
+  Y[0] = x;
+  Y[1] = y;
+  Y[2] = z;
+  if (l_max >= 2) {
+    Real *Y2 = Y + 3;
+    Y2[0] = (3 * z * z - 1) / 2;
+    Y2[1] = SQ3 * x * z;
+    Y2[2] = SQ3 * y * z;
+    Y2[3] = SQ3 / 2 * (x * x - y * y);
+    Y2[4] = SQ3 * x * y;
+  }
+  if (l_max >= 3) {
+    Real *Y3 = Y + 8;
+    const Real z2 = 5 * z * z;
+    Y3[0] = z * (z2 - 3) / 2;
+    Y3[1] = SQ3_8 * x * (z2 - 1);
+    Y3[2] = SQ3_8 * y * (z2 - 1);
+    Y3[3] = SQ15 / 2 * z * (x * x - y * y);
+    Y3[4] = SQ15 * x * y * z;
+    Y3[5] = SQ5_8 * x * (x * x - 3 * y * y);
+    Y3[6] = SQ5_8 * y * (3 * x * x - y * y);
+  }
+  if (l_max >= 4) {
+    Real *Y4 = Y + 15;
+    const Real z2 = 7 * z * z;
+    const Real zz = z * z;
+    Y4[0] = (35 * zz * zz - 30 * zz + 3) / 8;
+    Y4[1] = SQ10 / 4 * x * z * (z2 - 3);
+    Y4[2] = SQ10 / 4 * y * z * (z2 - 3);
+    Y4[3] = SQ5 / 4 * (x * x - y * y) * (z2 - 1);
+    Y4[4] = SQ5 / 2 * x * y * (z2 - 1);
+    Y4[5] = SQ70 / 4 * x * z * (x * x - 3 * y * y);
+    Y4[6] = SQ70 / 4 * y * z * (3 * x * x - y * y);
+    Y4[7] = SQ35 / 8 * (x * x * x * x - 6 * x * x * y * y + y * y * y * y);
+    Y4[8] = SQ35 / 2 * x * y * (x * x - y * y);
+  }
+}
+
+// g = sum_idx w[idx] * grad Y_idx(u), the gradient taken in R^3 (projection onto the sphere is
+// done by the caller, matching autograd through u = v / |v|).
+template <typename Real>
+inline void harmonics_grad(const Real *u, int l_max, const Real *w, Real *g) {
+  const Real x = u[0], y = u[1], z = u[2];
+  const Real SQ3 = Real(1.7320508075688772), SQ5 = Real(2.23606797749979), SQ10 = Real(3.1622776601683795);
+  const Real SQ15 = Real(3.872983346207417), SQ35 = Real(5.916079783099616), SQ70 = Real(8.366600265340756);
+  const Real SQ3_8 = Real(0.6123724356957945), SQ5_8 = Real(0.7905694150420949);
+  Real gx = w[0], gy = w[1], gz = w[2];
+  if (l_max >= 2) {
+    const Real *W = w + 3;
+    gz += W[0] * 3 * z;
+    gx += W[1] * SQ3 * z;
+    gz += W[1] * SQ3 * x;
+    gy += W[2] * SQ3 * z;
+    gz += W[2] * SQ3 * y;
+    gx += W[3] * SQ3 * x;
+    gy -= W[3] * SQ3 * y;
+    gx += W[4] * SQ3 * y;
+    gy += W[4] * SQ3 * x;
+  }
+  if (l_max >= 3) {
+    const Real *W = w + 8;
+    const Real a = 5 * z * z - 1;
+    gz += W[0] * (15 * z * z - 3) / 2;
+    gx += W[1] * SQ3_8 * a;
+    gz += W[1] * SQ3_8 * 10 * x * z;
+    gy += W[2] * SQ3_8 * a;
+    gz += W[2] * SQ3_8 * 10 * y * z;
+    gx += W[3] * SQ15 * x * z;
+    gy -= W[3] * SQ15 * y * z;
+    gz += W[3] * SQ15 / 2 * (x * x - y * y);
+    gx += W[4] * SQ15 * y * z;
+    gy += W[4] * SQ15 * x * z;
+    gz += W[4] * SQ15 * x * y;
+    gx += W[5] * SQ5_8 * 3 * (x * x - y * y);
+    gy -= W[5] * SQ5_8 * 6 * x * y;
+    gx += W[6] * SQ5_8 * 6 * x * y;
+    gy += W[6] * SQ5_8 * 3 * (x * x - y * y);
+  }
+  if (l_max >= 4) {
+    const Real *W = w + 15;
+    const Real zz = z * z;
+    const Real b = 7 * zz - 1;
+    const Real c = 7 * zz * z - 3 * z;
+    const Real d = 21 * zz - 3;
+    const Real xx_yy = x * x - y * y;
+    gz += W[0] * (140 * zz * z - 60 * z) / 8;
+    gx += W[1] * SQ10 / 4 * c;
+    gz += W[1] * SQ10 / 4 * x * d;
+    gy += W[2] * SQ10 / 4 * c;
+    gz += W[2] * SQ10 / 4 * y * d;
+    gx += W[3] * SQ5 / 4 * 2 * x * b;
+    gy -= W[3] * SQ5 / 4 * 2 * y * b;
+    gz += W[3] * SQ5 / 4 * xx_yy * 14 * z;
+    gx += W[4] * SQ5 / 2 * y * b;
+    gy += W[4] * SQ5 / 2 * x * b;
+    gz += W[4] * SQ5 / 2 * x * y * 14 * z;
+    gx += W[5] * SQ70 / 4 * 3 * xx_yy * z;
+    gy -= W[5] * SQ70 / 4 * 6 * x * y * z;
+    gz += W[5] * SQ70 / 4 * x * (x * x - 3 * y * y);
+    gx += W[6] * SQ70 / 4 * 6 * x * y * z;
+    gy += W[6] * SQ70 / 4 * 3 * xx_yy * z;
+    gz += W[6] * SQ70 / 4 * y * (3 * x * x - y * y);
+    gx += W[7] * SQ35 / 8 * (4 * x * x * x - 12 * x * y * y);
+    gy += W[7] * SQ35 / 8 * (4 * y * y * y - 12 * x * x * y);
+    gx += W[8] * SQ35 / 2 * (3 * x * x * y - y * y * y);
+    gy += W[8] * SQ35 / 2 * (x * x * x - 3 * x * y * y);
+  }
+  g[0] = gx;
+  g[1] = gy;
+  g[2] = gz;
+}
+
+void require(bool ok, const std::string &what) {
+  if (!ok) throw ModelError("sprinter weights: " + what);
+}
+
+template <typename Real>
+std::vector<Real> as(const std::vector<double> &v) {
+  return std::vector<Real>(v.begin(), v.end());
+}
+
+// Per-thread work arrays, grown to the largest neighbourhood seen.
+template <typename Real>
+struct Scratch {
+  std::vector<Real> u, r, db, h, Y, core;  // per edge of the current atom
+  std::vector<Real> q0, M, q, T, act, grad_a, grad_b, dEdh, dEdY, w;
+  std::vector<int64_t> pair;
+};
+
+}  // namespace
+
+SprinterKernel::SprinterKernel(SprinterParams params, KernelPrecision precision)
+    : p_(std::move(params)), precision_(precision) {
+  const int S = p_.n_species, K = p_.n_basis, Cr = p_.radial_channels, Ca = p_.angular_channels;
+  require(S >= 1 && K >= 1 && Cr >= 1 && Ca >= 1, "species, n_basis and channel counts must be positive");
+  require(p_.l_max >= 0 && p_.l_max <= kMaxL, "l_max must lie in 0..4, got " + std::to_string(p_.l_max));
+  require(p_.cutoff > 0 && p_.cutoff_sq > 0, "cutoff must be positive");
+  const size_t SS = static_cast<size_t>(S) * S;
+  const int D = Cr + p_.l_max * Ca;
+  require(p_.basis_freq.size() == static_cast<size_t>(K), "basis_freq must have n_basis entries");
+  require(p_.radial_coeff.size() == SS * Cr * K, "radial_coeff must be [S, S, Cr, K]");
+  require(p_.angular_coeff.size() == SS * Ca * K, "angular_coeff must be [S, S, Ca, K]");
+  require(p_.descriptor_mean.size() == static_cast<size_t>(D) && p_.descriptor_std.size() == static_cast<size_t>(D),
+          "descriptor_mean/std must have Cr + l_max*Ca = " + std::to_string(D) + " entries");
+  require(p_.widths.size() >= 2 && p_.widths.front() == D && p_.widths.back() == 1,
+          "layer widths must run from the descriptor count to 1");
+  require(p_.layer_weight.size() + 1 == p_.widths.size() && p_.layer_bias.size() == p_.layer_weight.size(),
+          "one weight and one bias per layer");
+  for (size_t k = 0; k < p_.layer_weight.size(); k++) {
+    require(p_.layer_weight[k].size() == static_cast<size_t>(S) * p_.widths[k] * p_.widths[k + 1],
+            "layers." + std::to_string(k) + ".weight must be [S, in, out]");
+    require(p_.layer_bias[k].size() == static_cast<size_t>(S) * p_.widths[k + 1],
+            "layers." + std::to_string(k) + ".bias must be [S, out]");
+  }
+  require(p_.energy_shift.size() == static_cast<size_t>(S), "energy_shift must have one entry per species");
+  require(p_.core_radius_sq.size() == SS, "core_radius_sq must be [S, S]");
+  require(K <= kMaxBasis, "n_basis above " + std::to_string(kMaxBasis) + " is not supported by the native kernel");
+
+  // The trainer's basis is cos(k*pi*x): cos and sin of every k follow from k = 1 by recurrence,
+  // one cos and one sin per edge instead of K of each.
+  chebyshev_ = K >= 2;
+  for (int k = 0; k < K && chebyshev_; k++)
+    chebyshev_ = std::abs(p_.basis_freq[k] - k * p_.basis_freq[std::min(1, K - 1)]) <= 1e-12 * (1 + std::abs(p_.basis_freq[k]));
+
+  radial_coeff_f_ = as<float>(p_.radial_coeff);
+  angular_coeff_f_ = as<float>(p_.angular_coeff);
+  for (size_t k = 0; k < p_.layer_weight.size(); k++) {
+    layer_weight_f_.push_back(as<float>(p_.layer_weight[k]));
+    layer_bias_f_.push_back(as<float>(p_.layer_bias[k]));
+  }
+}
+
+int SprinterKernel::num_threads() const {
+#ifdef _OPENMP
+  return num_threads_ > 0 ? num_threads_ : omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+bool SprinterKernel::openmp_enabled() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string SprinterKernel::describe() const {
+  std::ostringstream out;
+  out << "native sprinter kernel (" << (precision_ == KernelPrecision::Float32 ? "float32" : "float64")
+      << ", l_max " << p_.l_max << ", " << p_.n_species << " species, " << num_threads() << " OpenMP threads)";
+  return out.str();
+}
+
+void SprinterKernel::compute(const double *edge_vec, const int64_t *edge_src, const int64_t *edge_dst,
+                             int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_local,
+                             double *atom_energy, double *edge_grad) const {
+  if (precision_ == KernelPrecision::Float32)
+    compute_impl<float>(edge_vec, edge_src, edge_dst, n_edges, species, n_atoms, n_local, atom_energy, edge_grad);
+  else
+    compute_impl<double>(edge_vec, edge_src, edge_dst, n_edges, species, n_atoms, n_local, atom_energy, edge_grad);
+}
+
+template <typename Real>
+void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_src, const int64_t *edge_dst,
+                                  int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_local,
+                                  double *atom_energy, double *edge_grad) const {
+  const int S = p_.n_species, K = p_.n_basis, Cr = p_.radial_channels, Ca = p_.angular_channels;
+  const int L = p_.l_max;
+  const int nY = harmonic_offset(L + 1);
+  const int D = Cr + L * Ca;
+  const int n_layers = static_cast<int>(p_.layer_weight.size());
+  int max_width = 0;
+  for (int w : p_.widths) max_width = std::max(max_width, w);
+
+  if (n_local < 0 || n_local > n_atoms) throw ModelError("n_local must lie in [0, n_atoms]");
+  for (int64_t a = 0; a < n_atoms; a++)
+    if (species[a] < 0 || species[a] >= S)
+      throw ModelError("species index " + std::to_string(species[a]) + " of atom " + std::to_string(a) +
+                       " is outside the model's " + std::to_string(S) + " species");
+
+  // Edges grouped by owned source atom. The pair style emits them grouped already; anything else
+  // (the Python bindings accept any order) is grouped here by a counting sort.
+  std::vector<int64_t> first(n_local + 1, 0);
+  bool grouped = true;
+  int64_t previous = -1;
+  for (int64_t e = 0; e < n_edges; e++) {
+    const int64_t s = edge_src[e], d = edge_dst[e];
+    if (s < 0 || s >= n_atoms || d < 0 || d >= n_atoms)
+      throw ModelError("edge " + std::to_string(e) + " joins atoms outside [0, n_atoms)");
+    if (s < previous) grouped = false;
+    previous = s;
+    if (s < n_local) first[s + 1]++;
+    else {
+      edge_grad[3 * e] = edge_grad[3 * e + 1] = edge_grad[3 * e + 2] = 0.0;
+    }
+  }
+  for (int64_t i = 0; i < n_local; i++) first[i + 1] += first[i];
+  std::vector<int64_t> order;
+  if (!grouped) {
+    order.resize(first[n_local]);
+    std::vector<int64_t> fill(first.begin(), first.end() - 1);
+    for (int64_t e = 0; e < n_edges; e++)
+      if (edge_src[e] < n_local) order[fill[edge_src[e]]++] = e;
+  }
+
+  const Real *radial_coeff, *angular_coeff;
+  std::vector<const Real *> weight(n_layers), bias(n_layers);
+  if constexpr (sizeof(Real) == sizeof(double)) {
+    radial_coeff = p_.radial_coeff.data();
+    angular_coeff = p_.angular_coeff.data();
+    for (int k = 0; k < n_layers; k++) {
+      weight[k] = p_.layer_weight[k].data();
+      bias[k] = p_.layer_bias[k].data();
+    }
+  } else {
+    radial_coeff = radial_coeff_f_.data();
+    angular_coeff = angular_coeff_f_.data();
+    for (int k = 0; k < n_layers; k++) {
+      weight[k] = layer_weight_f_[k].data();
+      bias[k] = layer_bias_f_[k].data();
+    }
+  }
+  const std::vector<Real> freq = as<Real>(p_.basis_freq), mean = as<Real>(p_.descriptor_mean),
+                          stdev = as<Real>(p_.descriptor_std), core_r2 = as<Real>(p_.core_radius_sq);
+  const Real rc = static_cast<Real>(p_.cutoff), rc2 = static_cast<Real>(p_.cutoff_sq);
+  const Real scale = static_cast<Real>(p_.energy_scale);
+  const Real core_a = static_cast<Real>(p_.core_strength);
+  const bool chebyshev = chebyshev_;
+  const int64_t *edge_order = grouped ? nullptr : order.data();
+
+#ifdef _OPENMP
+  const int threads = num_threads();
+#pragma omp parallel num_threads(threads)
+#endif
+  {
+    Scratch<Real> s;
+    s.q0.resize(Cr);
+    s.M.resize(static_cast<size_t>(Ca) * nY);
+    s.T.resize(static_cast<size_t>(Ca) * nY);
+    s.q.resize(D);
+    s.act.resize(static_cast<size_t>(n_layers) * max_width);  // hidden pre-activations per layer
+    s.grad_a.resize(max_width);
+    s.grad_b.resize(max_width);
+    s.dEdh.resize(Ca);
+    s.dEdY.resize(nY);
+    s.w.resize(K);
+    std::vector<Real> hidden(max_width), next(max_width), cs(K), sn(K);
+
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 16)
+#endif
+    for (int64_t i = 0; i < n_local; i++) {
+      const int64_t begin = first[i], n = first[i + 1] - first[i];
+      const int64_t si = species[i];
+      if (static_cast<int64_t>(s.r.size()) < n) {
+        s.u.resize(3 * n);
+        s.r.resize(n);
+        s.db.resize(n * K);
+        s.h.resize(n * Ca);
+        s.Y.resize(n * nY);
+        s.core.resize(n);
+        s.pair.resize(n);
+      }
+      std::fill(s.q0.begin(), s.q0.end(), Real(0));
+      std::fill(s.M.begin(), s.M.end(), Real(0));
+      double core_energy = 0.0;
+
+      for (int64_t t = 0; t < n; t++) {
+        const int64_t e = edge_order ? edge_order[begin + t] : begin + t;
+        const Real v[3] = {static_cast<Real>(edge_vec[3 * e]), static_cast<Real>(edge_vec[3 * e + 1]),
+                           static_cast<Real>(edge_vec[3 * e + 2])};
+        const int64_t pair = si * S + species[edge_dst[e]];
+        s.pair[t] = pair;
+        const Real r2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+        const Real r = std::sqrt(r2);
+        const Real x = r / rc;
+        s.r[t] = r;
+        Real *u = &s.u[3 * t];
+        u[0] = v[0] / r;
+        u[1] = v[1] / r;
+        u[2] = v[2] / r;
+        Real fc = 0, dfc_dr = 0;
+        if (r2 < rc2) {
+          const Real omx = 1 - r2 / rc2;
+          fc = omx * omx * omx;
+          dfc_dr = -6 * r * omx * omx / rc2;
+        }
+        if (chebyshev) {
+          const Real theta = x * freq[1];
+          const Real c1 = std::cos(theta), s1 = std::sin(theta);
+          cs[0] = 1;
+          sn[0] = 0;
+          cs[1] = c1;
+          sn[1] = s1;
+          for (int k = 2; k < K; k++) {
+            cs[k] = 2 * c1 * cs[k - 1] - cs[k - 2];
+            sn[k] = 2 * c1 * sn[k - 1] - sn[k - 2];
+          }
+        } else {
+          for (int k = 0; k < K; k++) {
+            cs[k] = std::cos(x * freq[k]);
+            sn[k] = std::sin(x * freq[k]);
+          }
+        }
+        Real basis[kMaxBasis];
+        Real *db = &s.db[t * K];
+        for (int k = 0; k < K; k++) {
+          basis[k] = cs[k] * fc;
+          db[k] = -freq[k] / rc * sn[k] * fc + cs[k] * dfc_dr;
+        }
+        const Real *C = radial_coeff + pair * Cr * K;
+        for (int c = 0; c < Cr; c++) {
+          Real acc = 0;
+          for (int k = 0; k < K; k++) acc += C[c * K + k] * basis[k];
+          s.q0[c] += acc;
+        }
+        if (L > 0) {
+          const Real *A = angular_coeff + pair * Ca * K;
+          Real *h = &s.h[t * Ca];
+          Real *Y = &s.Y[t * nY];
+          harmonics(u, L, Y);
+          for (int c = 0; c < Ca; c++) {
+            Real acc = 0;
+            for (int k = 0; k < K; k++) acc += A[c * K + k] * basis[k];
+            h[c] = acc;
+            Real *Mc = &s.M[c * nY];
+            for (int m = 0; m < nY; m++) Mc[m] += acc * Y[m];
+          }
+        }
+        // Core repulsion 0.5 A (R/r^2 - 1)^3 below r = sqrt(R): its gradient is a multiple of v.
+        s.core[t] = 0;
+        const Real R = core_r2[pair];
+        const Real ratio = R / r2;
+        if (ratio > 1) {
+          const Real excess = ratio - 1;
+          core_energy += 0.5 * static_cast<double>(core_a) * static_cast<double>(excess * excess * excess);
+          s.core[t] = -3 * core_a * excess * excess * R / (r2 * r2);
+        }
+      }
+
+      // Descriptors and their standardisation.
+      for (int c = 0; c < Cr; c++) s.q[c] = s.q0[c];
+      for (int l = 1; l <= L; l++)
+        for (int c = 0; c < Ca; c++) {
+          const Real *Mc = &s.M[c * nY + harmonic_offset(l)];
+          Real acc = 0;
+          for (int m = 0; m < 2 * l + 1; m++) acc += Mc[m] * Mc[m];
+          s.q[Cr + (l - 1) * Ca + c] = acc;
+        }
+      for (int d = 0; d < D; d++) hidden[d] = (s.q[d] - mean[d]) / stdev[d];
+
+      // Per-species MLP, silu between layers; pre-activations kept for the backward pass.
+      Real out = 0;
+      for (int k = 0; k < n_layers; k++) {
+        const int in = p_.widths[k], width = p_.widths[k + 1];
+        const Real *W = weight[k] + si * in * width;
+        const Real *b = bias[k] + si * width;
+        for (int o = 0; o < width; o++) next[o] = b[o];
+        for (int a = 0; a < in; a++) {
+          const Real ha = hidden[a];
+          const Real *Wa = W + a * width;
+          for (int o = 0; o < width; o++) next[o] += ha * Wa[o];
+        }
+        if (k + 1 < n_layers) {
+          Real *pre = &s.act[k * max_width];
+          for (int o = 0; o < width; o++) {
+            pre[o] = next[o];
+            hidden[o] = next[o] / (1 + std::exp(-next[o]));
+          }
+        } else {
+          out = next[0];
+        }
+      }
+      atom_energy[i] = p_.energy_shift[si] + static_cast<double>(scale) * static_cast<double>(out) + core_energy;
+
+      // Backward through the MLP: grad_a holds dE/d(layer output), ending as dE/d(standardised q).
+      s.grad_a[0] = scale;
+      for (int k = n_layers - 1; k >= 0; k--) {
+        const int in = p_.widths[k], width = p_.widths[k + 1];
+        const Real *W = weight[k] + si * in * width;
+        for (int a = 0; a < in; a++) {
+          const Real *Wa = W + a * width;
+          Real acc = 0;
+          for (int o = 0; o < width; o++) acc += Wa[o] * s.grad_a[o];
+          s.grad_b[a] = acc;
+        }
+        if (k > 0) {
+          const Real *pre = &s.act[(k - 1) * max_width];
+          for (int a = 0; a < in; a++) {
+            const Real sig = 1 / (1 + std::exp(-pre[a]));
+            s.grad_b[a] *= sig * (1 + pre[a] * (1 - sig));
+          }
+        }
+        std::swap(s.grad_a, s.grad_b);
+      }
+      Real *G = s.grad_a.data();  // dE/dq after the division by the standard deviation
+      for (int d = 0; d < D; d++) G[d] /= stdev[d];
+      for (int l = 1; l <= L; l++)
+        for (int c = 0; c < Ca; c++) {
+          const Real g2 = 2 * G[Cr + (l - 1) * Ca + c];
+          for (int m = harmonic_offset(l); m < harmonic_offset(l + 1); m++) s.T[c * nY + m] = g2 * s.M[c * nY + m];
+        }
+
+      // Backward per edge: through h and Y (angular), the radial sums and the basis.
+      for (int64_t t = 0; t < n; t++) {
+        const int64_t e = edge_order ? edge_order[begin + t] : begin + t;
+        const int64_t pair = s.pair[t];
+        const Real *C = radial_coeff + pair * Cr * K;
+        for (int k = 0; k < K; k++) s.w[k] = 0;
+        for (int c = 0; c < Cr; c++) {
+          const Real g = G[c];
+          for (int k = 0; k < K; k++) s.w[k] += g * C[c * K + k];
+        }
+        const Real *u = &s.u[3 * t];
+        const Real r = s.r[t];
+        Real gY[3] = {0, 0, 0};
+        if (L > 0) {
+          const Real *A = angular_coeff + pair * Ca * K;
+          const Real *h = &s.h[t * Ca];
+          const Real *Y = &s.Y[t * nY];
+          for (int m = 0; m < nY; m++) s.dEdY[m] = 0;
+          for (int c = 0; c < Ca; c++) {
+            const Real *Tc = &s.T[c * nY];
+            Real dh = 0;
+            for (int m = 0; m < nY; m++) {
+              dh += Tc[m] * Y[m];
+              s.dEdY[m] += Tc[m] * h[c];
+            }
+            for (int k = 0; k < K; k++) s.w[k] += dh * A[c * K + k];
+          }
+          harmonics_grad(u, L, s.dEdY.data(), gY);
+        }
+        const Real *db = &s.db[t * K];
+        Real dEdr = 0;
+        for (int k = 0; k < K; k++) dEdr += s.w[k] * db[k];
+        const Real gu = gY[0] * u[0] + gY[1] * u[1] + gY[2] * u[2];
+        const Real core = s.core[t];
+        for (int a = 0; a < 3; a++)
+          edge_grad[3 * e + a] = static_cast<double>(dEdr * u[a] + (gY[a] - gu * u[a]) / r + core * r * u[a]);
+      }
+    }
+  }
+}
+
+template void SprinterKernel::compute_impl<double>(const double *, const int64_t *, const int64_t *, int64_t,
+                                                   const int64_t *, int64_t, int64_t, double *, double *) const;
+template void SprinterKernel::compute_impl<float>(const double *, const int64_t *, const int64_t *, int64_t,
+                                                  const int64_t *, int64_t, int64_t, double *, double *) const;
+
+}  // namespace superionic
