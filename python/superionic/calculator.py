@@ -65,8 +65,10 @@ class LoadedModel:
 
 def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     """A training checkpoint (.ckpt, EMA weights) or an exported model (.pt, .pt2)."""
+    from superionic.modelfile import Kind, require_exported
+
     path = Path(path)
-    if path.suffix == ".ckpt":
+    if require_exported(path, checkpoints_too=True).kind is Kind.CHECKPOINT:
         from superionic.train.checkpoint import model_from_checkpoint
 
         model, _, _ = model_from_checkpoint(path)

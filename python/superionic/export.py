@@ -191,15 +191,22 @@ def export_model(
 
 def read_metadata(path: str | os.PathLike) -> ModelMetadata:
     """The metadata stored inside an exported model."""
+    from superionic.modelfile import require_exported
+
     source = Path(path)
-    if source.suffix == ".pt":
-        extra = {METADATA_NAME: ""}
-        torch.jit.load(str(source), map_location="cpu", _extra_files=extra)
-        text = extra[METADATA_NAME]
-    elif source.suffix == ".pt2":
-        text = torch._inductor.aoti_load_package(str(source)).get_metadata().get(METADATA_NAME, "")
-    else:
-        raise ExportError(f"{source}: unknown model suffix '{source.suffix}'; use .pt or .pt2.")
+    require_exported(source)  # what the file is, before torch reads it: one line, not a C++ trace
+    try:
+        if source.suffix == ".pt":
+            extra = {METADATA_NAME: ""}
+            torch.jit.load(str(source), map_location="cpu", _extra_files=extra)
+            text = extra[METADATA_NAME]
+        else:
+            text = torch._inductor.aoti_load_package(str(source)).get_metadata().get(METADATA_NAME, "")
+    except (RuntimeError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ExportError(
+            f"{source}: a damaged model file, torch cannot load it ({first}); export it again"
+        ) from err
     if not text:
         raise ExportError(f"{source}: no {METADATA_NAME} inside; re-export it with superionic export.")
     return ModelMetadata.from_json(text, str(source))

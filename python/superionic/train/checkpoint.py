@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,16 +42,53 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The payload of a checkpoint, read without running any code the file may carry.
+
+    ``weights_only=True`` restricts unpickling to tensors, containers and plain values, which is all
+    a checkpoint holds (format 1 files written before this check load unchanged); a file that asks
+    for anything else, e.g. a function to call, is refused before it runs.
+    """
     source = Path(path)
     if not source.exists():
         raise CheckpointError(f"{source}: no such checkpoint")
+    if source.is_dir():
+        raise CheckpointError(f"{source}: is a directory, not a checkpoint; give its last.ckpt or best.ckpt")
+    _refuse_other_kinds(source)
     try:
-        payload = torch.load(source, map_location="cpu", weights_only=False)
+        payload = torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = _UNSAFE_GLOBAL.search(str(err))
+        what = f"'{found.group(1)}'" if found else "an object that is not tensors or plain values"
+        raise CheckpointError(
+            f"{source}: refused: the file asks to load {what}, which could run code; superionic "
+            "checkpoints hold only tensors and plain values, so this one was not written by superionic "
+            "train or was tampered with. Do not use it"
+        ) from err
     except Exception as err:  # torch raises several types for unreadable files
-        raise CheckpointError(f"{source}: not a readable superionic checkpoint ({err})") from err
+        summary = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{source}: not a readable superionic checkpoint ({summary})") from err
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{source}: not a superionic checkpoint of format {CHECKPOINT_FORMAT}")
+    missing = [key for key in PAYLOAD_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(
+            f"{source}: incomplete superionic checkpoint (no {', '.join(missing)}); use another checkpoint"
+        )
     return payload
+
+
+# torch names a refused global as "unsupported GLOBAL posix.system" (older: "Unsupported global: GLOBAL x").
+_UNSAFE_GLOBAL = re.compile(r"(?:unsupported|Unsupported global:) GLOBAL (\S+)")
+PAYLOAD_KEYS = ("config", "species", "data_hash", "model", "ema", "optimizer", "state")
+
+
+def _refuse_other_kinds(source: Path) -> None:
+    """An exported model or a foreign file named as a checkpoint gets a message saying what it is."""
+    from superionic.modelfile import Kind, identify
+
+    found = identify(source)
+    if found.kind is not Kind.CHECKPOINT:
+        raise CheckpointError(f"{source}: not a superionic checkpoint ({found.description}); {found.advice}")
 
 
 def model_from_checkpoint(path: str | Path, weights: str = "ema") -> tuple[ContractModel, TrainConfig, dict]:

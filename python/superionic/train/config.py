@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import math
+import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,112 @@ CHOICES = {
 }
 
 
+@dataclass(frozen=True)
+class Rule:
+    """What one key accepts: its type, a range test, the range in words and an example of a fix."""
+
+    kind: str  # int, float, str, files, ints, elements
+    test: Callable[[Any], bool]
+    need: str
+    example: str
+    optional: bool = False  # null allowed (means "not set")
+
+
+def _any(_: Any) -> bool:
+    return True
+
+
+RULES: dict[tuple[str, str], Rule] = {
+    ("data", "train"): Rule("files", lambda v: len(v) > 0, "a list of labelled files", "[frames.extxyz]"),
+    ("data", "val"): Rule("files", _any, "a list of labelled files", "[] (hold out val_fraction)"),
+    ("data", "val_fraction"): Rule("float", lambda v: 0 < v < 1, "a fraction between 0 and 1", "0.1"),
+    ("data", "max_frames"): Rule("int", lambda v: v >= 1, "an integer >= 1", "null (all frames)", True),
+    ("data", "split_seed"): Rule("int", lambda v: v >= 0, "an integer >= 0", "0"),
+    ("model", "cutoff"): Rule("float", lambda v: v > 0, "a distance > 0 in Angstrom", "5.0"),
+    ("model", "n_basis"): Rule("int", lambda v: v >= 1, "an integer >= 1", "8"),
+    ("model", "radial_channels"): Rule("int", lambda v: v >= 1, "an integer >= 1", "8"),
+    ("model", "angular_channels"): Rule("int", lambda v: v >= 1, "an integer >= 1", "4"),
+    ("model", "l_max"): Rule("int", lambda v: 0 <= v <= 4, "an integer from 0 to 4", "4"),
+    ("model", "hidden"): Rule("ints", lambda v: all(w >= 1 for w in v), "a list of widths >= 1", "[32, 32]"),
+    ("model", "species"): Rule(
+        "elements", _any, "a list of distinct element symbols", "[Li, Ge, P, S]", True
+    ),
+    ("training", "seed"): Rule("int", lambda v: v >= 0, "an integer >= 0", "0"),
+    ("training", "epochs"): Rule("int", lambda v: v >= 1, "an integer >= 1", "200"),
+    ("training", "batch_size"): Rule("int", lambda v: v >= 1, "an integer >= 1", "4"),
+    ("training", "lr"): Rule("float", lambda v: v > 0, "a learning rate > 0", "0.003"),
+    ("training", "weight_decay"): Rule("float", lambda v: v >= 0, "a number >= 0", "0.0"),
+    ("training", "warmup_epochs"): Rule("int", lambda v: v >= 0, "an integer >= 0", "2"),
+    ("training", "energy_weight"): Rule("float", lambda v: v >= 0, "a loss weight >= 0", "1.0"),
+    ("training", "force_weight"): Rule("float", lambda v: v >= 0, "a loss weight >= 0", "10.0"),
+    ("training", "stress_weight"): Rule(
+        "float", lambda v: v >= 0, "a loss weight >= 0 (0 ignores stress)", "0.1"
+    ),
+    ("training", "ema_decay"): Rule("float", lambda v: 0 <= v < 1, "a number in [0, 1)", "0.99"),
+    ("training", "grad_clip"): Rule("float", lambda v: v > 0, "a gradient norm > 0", "10.0"),
+    ("training", "patience"): Rule("int", lambda v: v >= 1, "an integer >= 1 (epochs)", "50"),
+    ("training", "checkpoint_every"): Rule(
+        "int", lambda v: v >= 1, "an integer >= 1 (optimiser steps)", "50"
+    ),
+    ("training", "max_minutes"): Rule("float", lambda v: v > 0, "minutes > 0", "null (no budget)", True),
+    ("training", "threads"): Rule("int", lambda v: v >= 1, "an integer >= 1", "null (torch's default)", True),
+}
+# PyYAML reads 1e-3 (no dot) as a string: numbers written that way are accepted for float keys.
+_FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _typed(kind: str, value: Any) -> tuple[bool, Any]:
+    """(whether ``value`` has the kind, the value converted to it)."""
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if kind == "float":
+        if isinstance(value, str) and _FLOAT_TEXT.match(value.strip()):
+            value = float(value)
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        return ok, float(value) if ok else value
+    if kind == "files":
+        value = [value] if isinstance(value, str) else value  # one file needs no list
+        return isinstance(value, list) and all(isinstance(v, str) and v for v in value), value
+    if kind == "ints":
+        ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        return ok, value
+    if kind == "elements":
+        from ase.data import chemical_symbols
+
+        ok = (
+            isinstance(value, list)
+            and all(isinstance(v, str) and v in chemical_symbols[1:] for v in value)
+            and len(set(value)) == len(value)
+            and len(value) > 0
+        )
+        return ok, value
+    return isinstance(value, str), value
+
+
+def check_values(config: TrainConfig, source: str) -> None:
+    """Every value in range, or a ConfigError naming the key, the value and an example of a fix."""
+    for (section, key), rule in RULES.items():
+        part = getattr(config, section)
+        value = getattr(part, key)
+        if value is None and rule.optional:
+            continue
+        ok, converted = _typed(rule.kind, value)
+        if not ok or not rule.test(converted):
+            raise ConfigError(
+                f"{source}: {section}.{key} = {value!r} is not valid: it must be {rule.need}; "
+                f"e.g. {key}: {rule.example}"
+            )
+        setattr(part, key, converted)
+    t = config.training
+    if t.energy_weight == 0 and t.force_weight == 0 and t.stress_weight == 0:
+        raise ConfigError(
+            f"{source}: training.energy_weight, force_weight and stress_weight are all 0: nothing to fit; "
+            "e.g. force_weight: 10.0"
+        )
+    if not isinstance(config.output, str) or not config.output.strip():
+        raise ConfigError(f"{source}: output = {config.output!r} is not valid: give a run directory")
+
+
 def _unknown(key: str, valid: list[str], where: str) -> ConfigError:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(valid)}"
@@ -100,17 +209,42 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig
         setattr(config, name, value)
     if not config.data.train:
         raise ConfigError(f"{source}: data.train lists no files; give at least one labelled file")
+    check_values(config, source)
     return config
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text, or one line naming the file, the line and column, and what the parser expected."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        context = getattr(err, "context", None)
+        detail = f"{problem} ({context})" if context else problem
+        if "'\\t'" in detail:
+            detail = "a tab character; YAML indents with spaces only"
+        raise ConfigError(
+            f"{where}: YAML syntax error: {detail}; check the indentation and quoting there"
+        ) from err
 
 
 def load_config(path: str | Path) -> TrainConfig:
     source = Path(path)
     if not source.exists():
         raise ConfigError(f"{source}: no such config file")
+    if source.is_dir():
+        raise ConfigError(f"{source}: is a directory; give the YAML config file")
     try:
-        raw = yaml.safe_load(source.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: not valid YAML ({err})") from err
+        text = source.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{source}: not a text file (byte {err.start} is not UTF-8); give a YAML config"
+        ) from err
+    except OSError as err:
+        raise ConfigError(f"{source}: cannot be read ({err.strerror})") from err
+    raw = parse_yaml(text, str(source))
     config = config_from_dict(raw or {}, str(source))
     # Every path, the run directory included, is relative to the config file, so a config travels
     # with its data and `superionic train docs/x.yaml` writes where the file says from any directory.
