@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 
 import torch
 
 from superionic.analysis.errors import AnalysisError
+from superionic.cli_checks import OneLineParser, UsageError, check_arguments
 from superionic.data.dataset import DataError
 from superionic.data.examples import DEMO_SPECIES
 from superionic.data.graph import GraphError
 from superionic.export import ExportError, export_model
 from superionic.md.driver import MdError
 from superionic.md.runner import LammpsError
+from superionic.modelfile import ModelFileError
 from superionic.models import ReferenceMessagePassing, ReferencePotential
 from superionic.studies.locality import LocalityError
 from superionic.train.checkpoint import CheckpointError
@@ -24,6 +27,8 @@ from superionic.train.trainer import RunExistsError
 
 # Errors whose message is the whole story: shown as one line, exit status 2, no traceback.
 USER_ERRORS = (
+    UsageError,
+    ModelFileError,
     ConfigError,
     DataError,
     GraphError,
@@ -343,7 +348,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="superionic", description=__doc__)
+    parser = OneLineParser(prog="superionic", description=__doc__)
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an internal error (allowed after the verb)",
+    )
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     ref = verbs.add_parser("export-reference", help="export an analytic reference model (.pt or .pt2)")
@@ -437,13 +447,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug anywhere on the line, so that rerunning a failed command only appends it.
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
     try:
+        check_arguments(args)
         return args.func(args)
     except USER_ERRORS as err:
-        print(f"superionic: {err}", file=sys.stderr)
+        print(f"superionic: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("superionic: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # the one guard: anything not a known user error is a bug to report
+        if debug:
+            traceback.print_exc()
+            print(f"superionic: internal error: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
+        else:
+            print(
+                f"superionic: internal error: {type(err).__name__}: {_one_line(err)} "
+                "(rerun with --debug for the traceback)",
+                file=sys.stderr,
+            )
+        return 1
 
 
 if __name__ == "__main__":
