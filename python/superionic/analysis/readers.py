@@ -15,120 +15,36 @@ import re
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from ase.data import atomic_masses, atomic_numbers
 
-from superionic.analysis.errors import AnalysisError
+from superionic.analysis.reader_base import (
+    FRAME_BLOCK,
+    Block,
+    Reader,
+    TrajectoryError,
+    TrajectoryHeader,
+    check_elements,
+    resolve_symbols,
+)
+from superionic.analysis.reader_h5md import H5mdReader
+from superionic.analysis.reader_vasprun import VasprunReader
 from superionic.analysis.trajectory import unwrap
 
-FRAME_BLOCK = 256
 MEMMAP_BYTES = 256 * 2**20  # beyond this the ion positions live in a temporary file
 
-
-class TrajectoryError(AnalysisError):
-    """A trajectory that cannot be analysed; the message names the file and the fix."""
-
-
-@dataclass
-class Block:
-    """Consecutive frames: positions [F, N, 3] (Å), images [F, N, 3] or None, cells [F, 3, 3]."""
-
-    times_ps: np.ndarray
-    positions: np.ndarray
-    images: np.ndarray | None
-    cells: np.ndarray
-
-
-@dataclass
-class TrajectoryHeader:
-    path: str
-    format: str
-    n_frames: int
-    symbols: list[str]  # per atom
-    charges: np.ndarray | None = None  # per atom, elementary charges, if the file stores them
-    notes: list[str] = field(default_factory=list)
-
-
-class Reader:
-    header: TrajectoryHeader
-
-    def blocks(self, size: int = FRAME_BLOCK) -> Iterator[Block]:
-        raise NotImplementedError
-
-
-# --- H5MD (ours and LAMMPS's dump h5md) ---------------------------------------------------------
-
-
-class H5mdReader(Reader):
-    def __init__(self, path: Path, type_names: Sequence[str] | None) -> None:
-        import h5py
-
-        try:
-            # No lock: a trajectory is often analysed while its run is still writing it; frames
-            # count only once their step row exists, so a reader never sees a partial frame.
-            self.file = h5py.File(path, "r", locking=False)
-        except OSError as err:
-            if "locking flag" not in str(err):
-                raise TrajectoryError(f"{path}: not a readable HDF5 file, or truncated ({err})") from err
-            # HDF5 refuses a second handle on a file this process already holds open (h5py,
-            # MDAnalysis) with other locking flags; share that handle's setting instead.
-            self.file = h5py.File(path, "r")
-        particles = self.file.get("particles")
-        if particles is None or not len(particles):
-            raise TrajectoryError(f"{path}: no /particles group; not an H5MD trajectory")
-        self.group = particles[next(iter(particles))]
-        if "position" not in self.group:
-            raise TrajectoryError(f"{path}: no particles/*/position; not an H5MD trajectory")
-        position = self.group["position"]
-        # A frame counts once its step is written (our writer extends step last).
-        n_frames = min(len(position["step"]), len(position["value"]))
-        names = list(type_names) if type_names else self._stored_type_names()
-        species = self.group.get("species")
-        if species is None:
-            raise TrajectoryError(f"{path}: no particles/*/species; cannot tell which atoms are which")
-        # Ours stores species once; LAMMPS's dump h5md may store it per frame (species/value).
-        types = species["value"][0] if isinstance(species, h5py.Group) else species[:]
-        if not names:
-            raise TrajectoryError(
-                f"{path}: the file stores LAMMPS types but not their elements; pass the element of "
-                "each type in order (--types Li Ge P S)"
-            )
-        if types.max() > len(names):
-            raise TrajectoryError(f"{path}: type {types.max()} has no element among {names}")
-        charges = self.group["charge"][:] if "charge" in self.group else None
-        self.has_images = "image" in self.group
-        self.header = TrajectoryHeader(
-            str(path),
-            "h5md",
-            n_frames,
-            [names[t - 1] for t in types],
-            charges,
-        )
-
-    def _stored_type_names(self) -> list[str]:
-        params = self.file.get("parameters/superionic")
-        if params is not None and "type_names" in params.attrs:
-            return [n.decode() if isinstance(n, bytes) else str(n) for n in params.attrs["type_names"]]
-        return []
-
-    def blocks(self, size: int = FRAME_BLOCK) -> Iterator[Block]:
-        position = self.group["position"]
-        edges = self.group["box/edges"]
-        for start in range(0, self.header.n_frames, size):
-            stop = min(start + size, self.header.n_frames)
-            value = edges["value"][start:stop]
-            cells = (
-                value if value.ndim == 3 else np.stack([np.diag(v) for v in value])
-            )  # orthogonal: 3 lengths
-            yield Block(
-                times_ps=np.asarray(position["time"][start:stop], dtype=np.float64),
-                positions=np.asarray(position["value"][start:stop], dtype=np.float64),
-                images=np.asarray(self.group["image/value"][start:stop]) if self.has_images else None,
-                cells=np.asarray(cells, dtype=np.float64),
-            )
+__all__ = [
+    "Block",
+    "IonTrajectory",
+    "Reader",
+    "TrajectoryError",
+    "TrajectoryHeader",
+    "load_ion_positions",
+    "open_trajectory",
+]
 
 
 # --- LAMMPS dump custom text -------------------------------------------------------------------
@@ -137,24 +53,41 @@ class H5mdReader(Reader):
 class DumpCustomReader(Reader):
     """Columns id, type and xu yu zu, or x y z with ix iy iz (or without: unwrapped by jumps)."""
 
-    def __init__(self, path: Path, type_names: Sequence[str] | None, timestep_ps: float | None) -> None:
-        if not type_names:
+    def __init__(
+        self,
+        path: Path,
+        type_names: Sequence[str] | None,
+        timestep_ps: float | None,
+        structure: str | Path | None = None,
+    ) -> None:
+        if not type_names and structure is None:
             raise TrajectoryError(
-                f"{path}: a dump custom file has types, not elements; pass --types Li Ge P S"
+                f"{path}: a dump custom file has types, not elements; pass --types Li Ge P S "
+                "(or --structure FILE with the same atoms)"
             )
         if timestep_ps is None:
             raise TrajectoryError(f"{path}: a dump custom file has steps, not times; pass --timestep-ps")
-        self.path, self.names, self.dt = path, list(type_names), timestep_ps
+        self.path, self.dt = path, timestep_ps
         first = next(self._frames(), None)
         if first is None:
-            raise TrajectoryError(f"{path}: no complete frame")
+            raise TrajectoryError(
+                f"{path}: no complete frame (no 'ITEM: TIMESTEP'); not a LAMMPS dump custom file"
+            )
         _, _, table, columns = first
+        missing = [c for c in ("id", "type") if c not in columns]
+        if missing:
+            raise TrajectoryError(
+                f"{path}: dump columns {' '.join(columns)} lack {' '.join(missing)}; "
+                "dump id type x y z ix iy iz"
+            )
         order = np.argsort(table[:, columns.index("id")])
         types = table[order, columns.index("type")].astype(int)
         n_frames = sum(1 for _ in self._frames())
-        self.header = TrajectoryHeader(
-            str(path), "lammps-dump-custom", n_frames, [self.names[t - 1] for t in types]
+        notes: list[str] = []
+        symbols = resolve_symbols(
+            path, len(types), types=types, type_names=type_names, structure=structure, notes=notes
         )
+        self.header = TrajectoryHeader(str(path), "lammps-dump-custom", n_frames, symbols, notes=notes)
 
     def _frames(self) -> Iterator[tuple[int, np.ndarray, np.ndarray, list[str]]]:
         with open(self.path) as handle:
@@ -236,23 +169,49 @@ class AseReader(Reader):
 
         self.path, self.fmt = path, fmt
         self._iread = iread
-        try:
-            first = next(iread(str(path), index=":", format=fmt))
-        except Exception as err:  # ase raises many types for unreadable input
-            raise TrajectoryError(f"{path}: ase.io cannot read it ({type(err).__name__}: {err})") from err
-        n_frames = sum(1 for _ in iread(str(path), index=":", format=fmt))
+        n_frames = 0
+        first = None
+        for atoms in self._frames():
+            first = first if first is not None else atoms
+            n_frames += 1
+        if first is None:
+            raise TrajectoryError(f"{path}: no frame; the file is empty or not a {fmt or 'trajectory'}")
         self.dt = timestep_ps
         times = first.info.get("time_ps")
         if times is None and timestep_ps is None:
             raise TrajectoryError(
                 f"{path}: frames carry no time (info 'time_ps'); pass --timestep-ps, the time between frames"
             )
-        kind = "vasp-xdatcar" if (fmt == "vasp-xdatcar" or "XDATCAR" in path.name) else "ase"
+        if not first.pbc.all() or abs(first.cell.volume) < 1e-9:
+            raise TrajectoryError(
+                f"{path}: frames have no periodic cell (pbc {first.pbc.tolist()}); transport in a bulk "
+                "electrolyte needs a box periodic in all three directions"
+            )
+        kind = "vasp-xdatcar" if (fmt == "vasp-xdatcar" or "XDATCAR" in path.name) else (fmt or "ase")
         self.header = TrajectoryHeader(str(path), kind, n_frames, first.get_chemical_symbols())
+
+    def _frames(self):
+        """Frames as ase.io reads them; any failure of ase.io becomes one line naming the frame."""
+        k = 0
+        try:
+            for atoms in self._iread(str(self.path), index=":", format=self.fmt):
+                yield atoms
+                k += 1
+        except TrajectoryError:
+            raise
+        except Exception as err:  # ase.io raises many exception types for unreadable input
+            what = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            where = "" if k == 0 else f" after frame {k} (truncated?)"
+            raise TrajectoryError(
+                f"{self.path}: ase.io cannot read it as {self.fmt or 'a trajectory'}{where} ({what}); "
+                "check the file, or name its format with --format"
+            ) from err
 
     def blocks(self, size: int = FRAME_BLOCK) -> Iterator[Block]:
         times, positions, cells = [], [], []
-        for k, atoms in enumerate(self._iread(str(self.path), index=":", format=self.fmt)):
+        for k, atoms in enumerate(self._frames()):
+            if k >= self.header.n_frames:
+                break
             times.append(float(atoms.info["time_ps"]) if "time_ps" in atoms.info else k * self.dt)
             positions.append(atoms.positions.copy())
             cells.append(atoms.cell.array.copy())
@@ -263,23 +222,83 @@ class AseReader(Reader):
             yield Block(np.array(times), np.array(positions), None, np.array(cells))
 
 
+# Names accepted by --format, beyond any ase.io format name.
+FORMATS = {
+    "h5md": "h5md",
+    "lammps-dump": "lammps-dump",
+    "vasprun": "vasprun",
+    "vasp-xml": "vasprun",
+    "xdatcar": "vasp-xdatcar",
+    "vasp-xdatcar": "vasp-xdatcar",
+    "extxyz": "extxyz",
+    "traj": "traj",
+}
+
+
+def _guess_format(source: Path) -> str | None:
+    """The format a file's name or first bytes say it is; None to let ase.io decide."""
+    name = source.name.lower()
+    if name.endswith((".h5", ".h5md", ".hdf5", ".hdf")):
+        return "h5md"
+    if re.search(r"\.(dump|lammpstrj)$", name):
+        return "lammps-dump"
+    if "xdatcar" in name:
+        return "vasp-xdatcar"
+    with open(source, "rb") as handle:
+        head = handle.read(4096)
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "h5md"
+    if name.endswith(".xml") and b"<modeling" in head:
+        return "vasprun"
+    if name.endswith(".xml"):
+        return "vasprun" if "vasprun" in name else None
+    if head.startswith(b"ITEM: TIMESTEP"):
+        return "lammps-dump"
+    return None
+
+
 def open_trajectory(
     path: str | Path,
     type_names: Sequence[str] | None = None,
     timestep_ps: float | None = None,
     fmt: str | None = None,
+    structure: str | Path | None = None,
 ) -> Reader:
+    """A reader for ``path``: H5MD, LAMMPS dump custom, vasprun.xml, XDATCAR, or anything ase.io reads.
+
+    ``type_names`` (--types): elements of the file's atom types, or of each atom for files that
+    store none; ``structure`` (--structure): a structure file with the same atoms in the same order,
+    for files without elements; ``timestep_ps`` (--timestep-ps): time between frames (or MD steps,
+    for formats that store steps) when the file stores none; ``fmt`` (--format): the format, when
+    the name does not tell.
+    """
     source = Path(path)
     if not source.exists():
         raise TrajectoryError(f"{source}: no such trajectory file")
-    name = source.name
-    if fmt in (None, "h5md") and (name.endswith((".h5", ".h5md", ".hdf5"))):
-        return H5mdReader(source, type_names)
-    if fmt == "lammps-dump" or re.search(r"\.(dump|lammpstrj)$", name):
-        return DumpCustomReader(source, type_names, timestep_ps)
-    if "XDATCAR" in name:
-        return AseReader(source, "vasp-xdatcar", timestep_ps)
-    return AseReader(source, fmt, timestep_ps)
+    if source.is_dir():
+        raise TrajectoryError(f"{source}: is a directory; give the trajectory file inside it")
+    if source.stat().st_size == 0:
+        raise TrajectoryError(f"{source}: empty file; the run wrote nothing, or the copy failed")
+    if type_names is not None:
+        check_elements(source, type_names, "--types")
+    kind = FORMATS.get(fmt.lower(), fmt) if fmt else _guess_format(source)
+    if kind == "h5md":
+        return H5mdReader(source, type_names, structure, timestep_ps)
+    if kind == "lammps-dump":
+        return DumpCustomReader(source, type_names, timestep_ps, structure)
+    if kind == "vasprun":
+        return VasprunReader(source, timestep_ps)
+    if kind is None:
+        from ase.io.formats import UnknownFileTypeError, filetype
+
+        try:
+            filetype(str(source), guess=False)
+        except (UnknownFileTypeError, OSError, ValueError) as err:
+            raise TrajectoryError(
+                f"{source}: unknown trajectory format; pass --format (h5md, lammps-dump, vasprun, xdatcar, "
+                "extxyz, traj, or an ase.io format name)"
+            ) from err
+    return AseReader(source, kind, timestep_ps)
 
 
 # --- unwrapping, drift removal, ion selection ----------------------------------------------------
@@ -320,6 +339,7 @@ def load_ion_positions(reader: Reader, ion: str, scratch: str | Path | None = No
         raise TrajectoryError(
             f"{header.path}: {header.n_frames} frame(s); transport needs a trajectory of many frames"
         )
+    check_elements(header.path, sorted(set(header.symbols)), "the trajectory")
     masses = np.array([atomic_masses[atomic_numbers[s]] for s in header.symbols])
     total_mass = masses.sum()
     nbytes = header.n_frames * len(selected) * 3 * 8

@@ -88,6 +88,8 @@ def analyze_trajectory(
     charge_e: float | None = None,
     n_bootstrap: int = 1000,
     rule: WindowRule | None = None,
+    structure: str | Path | None = None,
+    fmt: str | None = None,
 ) -> TransportReport:
     from superionic.analysis.plots import plot_msd
 
@@ -95,9 +97,11 @@ def analyze_trajectory(
     temperature = temperature_K if temperature_K is not None else find_temperature(source)
     if temperature is None:
         raise TrajectoryError(f"{source}: temperature unknown; pass --temperature (K)")
-    reader = open_trajectory(source, type_names=type_names, timestep_ps=timestep_ps)
+    reader = open_trajectory(
+        source, type_names=type_names, timestep_ps=timestep_ps, fmt=fmt, structure=structure
+    )
     ions = load_ion_positions(reader, ion)
-    notes: list[str] = []
+    notes: list[str] = list(reader.header.notes)
     try:
         charges = ions.charges
         if charge_e is not None:
