@@ -215,6 +215,8 @@ def _analyze_all(args: argparse.Namespace, paths: list[Path]) -> list:
             temperature_K=temperature,
             type_names=args.types,
             timestep_ps=args.timestep_ps,
+            structure=args.structure,
+            fmt=args.format,
             charge_e=args.charge,
             rule=WindowRule(slope_tolerance=args.slope_tolerance),
         )
@@ -255,7 +257,19 @@ def cmd_arrhenius(args: argparse.Namespace) -> int:
 def _add_trajectory_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ion", default="Li", help="element whose transport is analysed")
     parser.add_argument(
-        "--types", nargs="+", help="element of each LAMMPS type, for files that store only types"
+        "--types",
+        nargs="+",
+        help="element of each atom type, in order, for files that store types (or one per atom, none)",
+    )
+    parser.add_argument(
+        "--structure",
+        type=Path,
+        help="structure file with the same atoms in the same order, for files that store no elements",
+    )
+    parser.add_argument(
+        "--format",
+        help="trajectory format if the name does not tell: h5md, lammps-dump, vasprun, xdatcar, extxyz, "
+        "traj, or an ase.io format",
     )
     parser.add_argument("--timestep-ps", type=float, help="time between frames, for files without times")
     parser.add_argument("--charge", type=float, help="ion charge in e (default: from the file, else formal)")
@@ -419,7 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_locality_command(studies)
 
     analyze = verbs.add_parser("analyze", help="D, σ and Haven ratio of one ion from one trajectory")
-    analyze.add_argument("trajectory", type=Path, help="H5MD, LAMMPS dump, extxyz/ASE trajectory or XDATCAR")
+    analyze.add_argument(
+        "trajectory", type=Path, help="H5MD, LAMMPS dump, vasprun.xml, XDATCAR, extxyz, .traj, ase.io formats"
+    )
     analyze.add_argument("--temperature", type=float, help="K (default: from superionic md's run.json)")
     _add_trajectory_options(analyze)
     analyze.set_defaults(func=cmd_analyze)
