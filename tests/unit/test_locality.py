@@ -23,6 +23,8 @@ from superionic.studies.locality import (
     LocalitySettings,
     half_width,
     locality_study,
+    merge_results,
+    read_result,
     repeat_for_radius,
     resolve_model,
     write_outputs,
@@ -88,6 +90,20 @@ def test_locality_radius_and_outputs(result, tmp_path):
     rows = paths["csv"].read_text().splitlines()
     assert len(rows) == 1 + len(model.curves) * len(RADII)
     assert paths["png"].stat().st_size > 10_000
+
+
+def test_results_read_back_and_merge(result, tmp_path):
+    # An expensive labeller run is kept and later set beside a new model: the JSON must round-trip.
+    paths = write_outputs(result, tmp_path)
+    again = read_result(paths["json"])
+    assert again.models[0].curves[0].p95_eV_per_A == result.models[0].curves[0].p95_eV_per_A
+    again.models[0].name = "earlier"
+    merged = merge_results(result, again, "earlier.json")
+    assert [m.name for m in merged.models] == ["earlier", result.models[0].name]
+    other = read_result(paths["json"])
+    other.settings = {**other.settings, "sigma": 0.1}
+    with pytest.raises(LocalityError, match="another structure, settings or seed"):
+        merge_results(result, other, "other.json")
 
 
 def test_radius_must_fit_in_the_cell(exported):

@@ -40,6 +40,13 @@ def add_locality_command(studies: argparse._SubParsersAction) -> None:
     loc.add_argument("--rattle", type=float, default=0.0, help="Å; displace an ideal crystal first")
     loc.add_argument("--seed", type=int, default=0)
     loc.add_argument("--device", default="cpu")
+    loc.add_argument(
+        "--include",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="locality.json of earlier runs (same structure and settings) to show beside these models",
+    )
     loc.add_argument("-o", "--output", type=Path, default=Path("runs/study_locality"))
     loc.set_defaults(func=cmd_study_locality)
 
@@ -51,6 +58,8 @@ def cmd_study_locality(args: argparse.Namespace) -> int:
         LocalitySettings,
         load_structure,
         locality_study,
+        merge_results,
+        read_result,
         repeat_for_radius,
         resolve_model,
         verdict,
@@ -83,6 +92,8 @@ def cmd_study_locality(args: argparse.Namespace) -> int:
         result = locality_study(atoms, models, settings, on_step=on_step)
     result.structure["source"] = args.structure
     result.structure["repeat"] = list(repeat)
+    for path in args.include:
+        result = merge_results(result, read_result(path), str(path))
     paths = write_outputs(result, args.output)
     print(f"{'model':>14} {'species':>7} {'r* (Å)':>7} {'p95/F_RMS at r_max':>19} {'F_RMS eV/Å':>11}")
     for model in result.models:

@@ -44,6 +44,8 @@ __all__ = [
     "half_width",
     "load_structure",
     "locality_study",
+    "merge_results",
+    "read_result",
     "repeat_for_radius",
     "resolve_model",
     "write_outputs",
@@ -356,6 +358,38 @@ def locality_study(
             )
         )
     return result
+
+
+def read_result(path: str | Path) -> LocalityResult:
+    """A ``locality.json`` written by :func:`write_outputs`, back as a :class:`LocalityResult`."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+        models = [
+            ModelLocality(**{**m, "curves": [LocalityCurve(**c) for c in m["curves"]]}) for m in raw["models"]
+        ]
+        return LocalityResult(raw["structure"], raw["settings"], raw["centres"], models)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise LocalityError(
+            f"{path}: not a locality.json written by superionic study locality ({err})"
+        ) from err
+
+
+def merge_results(result: LocalityResult, earlier: LocalityResult, source: str) -> LocalityResult:
+    """``result`` with the models of ``earlier`` first; both must share structure, settings and centres."""
+
+    def key(r: LocalityResult) -> str:
+        structure = {k: r.structure.get(k) for k in ("formula", "atoms", "cell_lengths_A")}
+        return json.dumps([structure, r.settings, r.centres], sort_keys=True, default=list)
+
+    if key(result) != key(earlier):
+        raise LocalityError(
+            f"{source}: made with another structure, settings or seed; rerun it with the same "
+            "structure, --repeat, --radii, --sigma, --draws, --centres, --species, --rattle and --seed"
+        )
+    names = {m.name for m in result.models}
+    kept = [m for m in earlier.models if m.name not in names]
+    return LocalityResult(result.structure, result.settings, result.centres, kept + result.models)
 
 
 def write_outputs(result: LocalityResult, out: str | Path, stem: str = "locality") -> dict[str, Path]:
