@@ -1,0 +1,141 @@
+"""The one validation figure: Arrhenius axes, MSD overlay, and the RDFs, model against reference."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from superionic.validation.compare import TemperatureComparison
+from superionic.validation.transport import RunTransport
+
+_COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown")
+
+
+def _errorbar(ax, t: float, summary: dict, colour: str, marker: str, label: str | None) -> None:
+    if summary["D_cm2_per_s"] is None:
+        ax.annotate(
+            "not diffusive",
+            (1000 / t, 0),
+            xycoords=("data", "axes fraction"),
+            xytext=(0, 4),
+            textcoords="offset points",
+            rotation=90,
+            fontsize="x-small",
+            color=colour,
+            ha="center",
+        )
+        return
+    value = summary["D_cm2_per_s"]
+    low, high = summary["D_ci95_cm2_per_s"]
+    ax.errorbar(
+        [1000 / t],
+        [value],
+        yerr=[[value - low], [high - value]],
+        fmt=marker,
+        color=colour,
+        mfc="white" if marker == "s" else colour,
+        capsize=3,
+        label=label,
+    )
+
+
+def plot_validation(
+    comparisons: Sequence[TemperatureComparison],
+    models: Sequence[RunTransport],
+    references: Sequence[RunTransport],
+    ea: dict,
+    path: str | Path,
+    title: str | None = None,
+) -> Path:
+    """One PNG: (a) D on Arrhenius axes with 95 % intervals and the fitted lines, (b) MSD overlay,
+    (c, d) the ion–anion and ion–ion RDFs. Solid: model; dashed / open: reference."""
+    rdf_names = list(comparisons[0].rdf) if comparisons else []
+    panels = 2 + len(rdf_names)
+    figure = Figure(figsize=(4.2 * panels, 3.8), layout="constrained")
+    axes = figure.subplots(1, panels)
+    ax = axes[0]
+    for k, c in enumerate(comparisons):
+        _errorbar(ax, c.temperature_K, c.model, "black", "o", "model" if k == 0 else None)
+        _errorbar(ax, c.temperature_K, c.reference, "tab:orange", "s", "reference" if k == 0 else None)
+    if "model_Ea_eV" in ea:
+        temps = np.array(ea["temperatures_K"])
+        grid = np.linspace(temps.min(), temps.max(), 20)
+        kb = 8.617333262e-5
+        for key, colour, style in (("model", "black", "-"), ("reference", "tab:orange", "--")):
+            line = np.exp(ea[f"{key}_fit"]["ln_prefactor"] - ea[f"{key}_Ea_eV"] / (kb * grid))
+            ax.plot(
+                1000 / grid,
+                line,
+                style,
+                color=colour,
+                label=f"Ea {key} {ea[f'{key}_Ea_eV']:.2f} ± {ea[f'{key}_Ea_stderr_eV']:.2f} eV",
+            )
+    ax.set_yscale("log")
+    ax.set_xlabel("1000 / T (1/K)")
+    ax.set_ylabel(f"D_{references[0].ion if references else ''} (cm²/s)")
+    ax.set_title("tracer D, 95 % intervals")
+    ax.legend(fontsize="x-small")
+
+    ax = axes[1]
+    for k, (m, r) in enumerate(zip(models, references, strict=True)):
+        colour = _COLOURS[k % len(_COLOURS)]
+        for run, style, who in ((m, "-", "model"), (r, "--", "reference")):
+            lags, msd = run.times_ps[1:], run.msd_A2[1:]
+            ax.loglog(lags, msd, style, color=colour, lw=1.2, label=f"{r.temperature_K:g} K {who}")
+        rows = comparisons[k].msd_lags
+        for row in rows:
+            for who, marker in (("model", "o"), ("reference", "s")):
+                value = row[who]["msd_A2"]
+                low, high = row[who]["ci95_A2"]
+                ax.errorbar(
+                    [row["lag_ps"]],
+                    [value],
+                    yerr=[[value - low], [high - value]],
+                    fmt=marker,
+                    color=colour,
+                    mfc="white" if marker == "s" else colour,
+                    ms=3,
+                    capsize=2,
+                )
+    ax.set_xlabel("lag (ps)")
+    ax.set_ylabel("MSD (Å²)")
+    ax.set_title("MSD; markers: compared lags (95 %)")
+    ax.legend(fontsize="x-small")
+
+    for p, name in enumerate(rdf_names):
+        ax = axes[2 + p]
+        for k, c in enumerate(comparisons):
+            curves = c.rdf[name]["curves"]
+            colour = _COLOURS[k % len(_COLOURS)]
+            ax.plot(
+                curves["r_A"],
+                curves["model_g"],
+                "-",
+                color=colour,
+                lw=1.2,
+                label=f"{c.temperature_K:g} K model",
+            )
+            ax.plot(
+                curves["r_A"],
+                curves["reference_g"],
+                "--",
+                color=colour,
+                lw=1.2,
+                label=f"{c.temperature_K:g} K reference",
+            )
+        ax.axhline(1.0, color="grey", lw=0.5)
+        ax.set_xlabel("r (Å)")
+        ax.set_ylabel(f"g(r) {name}")
+        ax.set_title(f"RDF {name}")
+        ax.legend(fontsize="x-small")
+    if title:
+        figure.suptitle(title)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(figure)
+    figure.savefig(target, dpi=130)
+    return target
