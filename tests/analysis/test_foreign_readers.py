@@ -578,3 +578,36 @@ def test_library_raises_trajectory_error_not_h5py_errors(tmp_path: Path) -> None
         del f["particles/electrolyte/box/edges"]
     with pytest.raises(TrajectoryError, match=r"spec\.h5: box has no edges"):
         open_trajectory(tmp_path / "spec.h5", type_names=["Li", "S"])
+
+
+def test_a_changing_cell_without_images_unwraps_as_images_would(tmp_path: Path) -> None:
+    """NPT (vasprun ISIF = 3, an XDATCAR, an H5MD without images): jumps are taken in fractional
+    coordinates and turned back with each frame's cell, which is position + image · C(t)."""
+    rng = np.random.default_rng(7)
+    n = N_FRAMES
+    scale = 1.0 + 0.01 * np.sin(np.arange(n) / 7.0)
+    cells = TRICLINIC[None] * scale[:, None, None]
+    steps = rng.normal(0, 0.02, (n, len(SYMBOLS), 3))
+    steps[0] = 0
+    frac = rng.uniform(0, 1, (len(SYMBOLS), 3)) + np.cumsum(steps, axis=0)
+    images = np.floor(frac)
+    assert not images[0].any()  # atoms start inside the cell, where jump unwrapping starts them too
+    wrapped = np.einsum("fni,fij->fnj", frac - images, cells)
+    for name, with_images in (("images.h5", True), ("jumps.h5", False)):
+        with h5py.File(tmp_path / name, "w") as f:
+            group = f.create_group("particles/all")
+            edges = group.create_group("box/edges")
+            edges["value"], edges["step"], edges["time"] = cells, np.arange(n), np.arange(n) * DT
+            group["position/value"] = wrapped
+            group["position/step"], group["position/time"] = edges["step"], edges["time"]
+            group["species"] = np.array([1 if s == "Li" else 2 for s in SYMBOLS])
+            if with_images:
+                group["image/value"] = images.astype(np.int32)
+    by_images = load_ion_positions(open_trajectory(tmp_path / "images.h5", ["Li", "S"]), "Li")
+    by_jumps = load_ion_positions(open_trajectory(tmp_path / "jumps.h5", ["Li", "S"]), "Li")
+    assert (by_images.unwrapped_by, by_jumps.unwrapped_by) == ("images", "minimum-image jumps")
+    # equal to rounding of a 3×3 inverse and back (1e-12 Å on 10 Å coordinates)
+    np.testing.assert_allclose(by_jumps.positions, by_images.positions, rtol=0, atol=1e-10)
+    d_images = tracer_diffusion(by_images.positions, by_images.times_ps, n_bootstrap=20).diffusion_cm2_per_s
+    d_jumps = tracer_diffusion(by_jumps.positions, by_jumps.times_ps, n_bootstrap=20).diffusion_cm2_per_s
+    assert d_jumps == pytest.approx(d_images, rel=SAME_D)

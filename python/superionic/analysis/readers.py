@@ -32,7 +32,7 @@ from superionic.analysis.reader_base import (
 )
 from superionic.analysis.reader_h5md import H5mdReader
 from superionic.analysis.reader_vasprun import VasprunReader
-from superionic.analysis.trajectory import unwrap
+from superionic.analysis.trajectory import _JUMP_WARNING_FRACTION, unwrap
 
 MEMMAP_BYTES = 256 * 2**20  # beyond this the ion positions live in a temporary file
 
@@ -359,7 +359,7 @@ def load_ion_positions(reader: Reader, ion: str, scratch: str | Path | None = No
     out = storage.transpose(2, 0, 1)
     times = np.empty(header.n_frames)
     volumes = []
-    previous = None  # last frame's unwrapped positions of all atoms (for jump unwrapping)
+    previous = None  # last unwrapped frame of all atoms and its cell (for jump unwrapping)
     com0 = None
     method = None
     frame = 0
@@ -395,29 +395,50 @@ def load_ion_positions(reader: Reader, ion: str, scratch: str | Path | None = No
 
 
 def _unwrap_jumps(
-    positions: np.ndarray, cells: np.ndarray, previous: np.ndarray | None, path: str, first_frame: int
-) -> tuple[np.ndarray, np.ndarray]:
+    positions: np.ndarray,
+    cells: np.ndarray,
+    previous: tuple[np.ndarray, np.ndarray] | None,
+    path: str,
+    first_frame: int,
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Unwrap one block of wrapped positions by minimum-image jumps, continuing from the previous block.
 
-    The previous block's last unwrapped frame is prepended, so jumps across block boundaries are
-    unwrapped too. Where an atom moves nearly half a cell between frames the image is a guess:
-    refused, not warned about. Already-unwrapped coordinates pass through unchanged.
+    ``previous`` is the previous block's last unwrapped frame and its cell, so jumps across block
+    boundaries are unwrapped too. A fixed cell uses `trajectory.unwrap`; a cell that changes
+    (NPT) is unwrapped in fractional coordinates, s(t) = r(t) · C(t)⁻¹, with the same rule on Δs,
+    and turned back with each frame's own cell: the result equals position + image · C(t), what
+    image flags would give. Where an atom moves nearly half a cell between frames the image is a
+    guess: refused, not warned about. Already-unwrapped coordinates pass through unchanged.
     """
-    if not np.allclose(cells, cells[0], rtol=0, atol=1e-9):
-        raise TrajectoryError(
-            f"{path}: frames {first_frame}+ change the cell but store no image flags; positions cannot be "
-            "unwrapped reliably: write image flags (ix iy iz) or unwrapped coordinates"
-        )
-    stacked = positions if previous is None else np.concatenate([previous[None], positions])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        try:
-            out = unwrap(stacked, cells[0])
-        except RuntimeWarning as err:
-            raise TrajectoryError(
-                f"{path}: frames {first_frame}+: {err}; "
-                "or write image flags (ix iy iz) or unwrapped coordinates"
-            ) from err
     if previous is not None:
-        out = out[1:]
-    return out, out[-1].copy()
+        positions = np.concatenate([previous[0][None], positions])
+        cells = np.concatenate([previous[1][None], cells])
+    if np.allclose(cells, cells[0], rtol=0, atol=1e-9):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            try:
+                out = unwrap(positions, cells[0])
+            except RuntimeWarning as err:
+                raise TrajectoryError(
+                    f"{path}: frames {first_frame}+: {err}; "
+                    "or write image flags (ix iy iz) or unwrapped coordinates"
+                ) from err
+    else:
+        if np.any(np.abs(np.linalg.det(cells)) < 1e-9):
+            raise TrajectoryError(
+                f"{path}: frames {first_frame}+ include a cell of zero volume; the file is damaged"
+            )
+        fractional = np.einsum("fni,fij->fnj", positions, np.linalg.inv(cells))
+        steps = np.diff(fractional, axis=0)
+        steps -= np.round(steps)
+        if steps.size and np.abs(steps).max() > _JUMP_WARNING_FRACTION:
+            raise TrajectoryError(
+                f"{path}: frames {first_frame}+: an atom moves almost half a cell between frames; "
+                "unwrapping may pick the wrong image: save frames more often, or write image flags "
+                "(ix iy iz) or unwrapped coordinates"
+            )
+        fractional = np.concatenate([fractional[:1], fractional[:1] + np.cumsum(steps, axis=0)])
+        out = np.einsum("fni,fij->fnj", fractional, cells)
+    if previous is not None:
+        out, cells = out[1:], cells[1:]
+    return out, (out[-1].copy(), cells[-1].copy())
