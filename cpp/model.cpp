@@ -9,6 +9,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "model_file.h"
 #include "sprinter_kernel.h"
 
 namespace superionic {
@@ -156,6 +157,7 @@ Model::Model(const std::string &path, const std::string &device) : impl_(new Imp
   impl_->path = path;
   if (!std::ifstream(path).good())
     throw ModelError("cannot open model file '" + path + "'; check the path given to pair_coeff");
+  require_exported_model(path);  // names what a wrong file is before libtorch's stream reader sees it
   try {
     impl_->device = torch::Device(device);
   } catch (const std::exception &e) {

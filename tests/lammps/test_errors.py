@@ -117,9 +117,10 @@ def test_missing_model_file(assets: Assets, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "words"),
     [
-        ("junk.pt", ("not a loadable TorchScript model",)),
-        ("junk.pt2", ("not a loadable AOTInductor package",)),
-        ("junk.txt", ("unknown extension", ".pt", ".pt2")),
+        # The file is identified from its bytes before libtorch reads it (cpp/model_file.cpp).
+        ("junk.pt", ("is not a superionic model", "text file", "not a zip archive", "superionic export")),
+        ("junk.pt2", ("is not a superionic model", "text file", "not a zip archive", "superionic export")),
+        ("junk.txt", ("is not a superionic model", "text file", "superionic export")),
     ],
 )
 def test_file_that_is_not_a_model(assets: Assets, tmp_path: Path, name: str, words: tuple[str, ...]) -> None:
