@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "model.h"
+#include "sprinter_kernel.h"
 
 using namespace LAMMPS_NS;
 
@@ -82,8 +83,12 @@ void PairSuperionic::settings(int narg, char **arg)
       if (num_threads < 0) error->all(FLERR, "pair_style superionic: threads must be >= 0 (0 = automatic)");
     } else if (key == "debug/edges") {
       debug_edges_path = value;
+    } else if (key == "backend") {
+      if (value != "auto" && value != "native" && value != "torch")
+        error->all(FLERR, "pair_style superionic: backend must be auto, native or torch, not '{}'", value);
+      backend_request = value;
     } else {
-      error->all(FLERR, "pair_style superionic: unknown keyword '{}'; valid keywords are device, threads, debug/edges", key);
+      error->all(FLERR, "pair_style superionic: unknown keyword '{}'; valid keywords are device, threads, debug/edges, backend", key);
     }
     iarg += 2;
   }
@@ -98,6 +103,7 @@ std::string PairSuperionic::resolve_device()
   int threads = num_threads;
   if (threads == 0) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_size);
   superionic::Model::set_num_threads(threads);
+  threads_per_rank = threads;
 
   int gpus = (device_request == "cpu") ? 0 : superionic::Model::cuda_device_count();
   if (device_request == "cuda" && gpus == 0)
@@ -125,6 +131,14 @@ void PairSuperionic::coeff(int narg, char **arg)
     error->all(FLERR, "pair_coeff superionic: {}", e.what());
   }
   const auto &meta = model->metadata();
+  // The native kernel runs on the CPU; 'auto' takes it unless the model was placed on a GPU.
+  kernel = nullptr;
+  if (backend_request == "native" && !model->native_kernel())
+    error->all(FLERR, "pair_style superionic backend native: no native kernel for {}: {}; use backend torch",
+               path, model->native_unavailable_reason());
+  if (backend_request == "native" || (backend_request == "auto" && model->device() == "cpu"))
+    kernel = model->native_kernel();
+  if (kernel) kernel->set_num_threads(threads_per_rank);
   cutoff = meta.cutoff;
   receptive_field = meta.receptive_field;
   message_passing = receptive_field > cutoff;
@@ -153,9 +167,12 @@ void PairSuperionic::coeff(int narg, char **arg)
 
   if (comm->me == 0)
     utils::logmesg(lmp,
-                   "pair superionic: model {} ({}, {}, device {}, {} torch threads per rank)\n"
+                   "pair superionic: model {} ({}, {}, {})\n"
                    "  species: {}\n  type map:{}\n  cutoff {} A, receptive field {} A{}\n",
-                   path, meta.model_kind, meta.dtype, model->device(), superionic::Model::num_threads(),
+                   path, meta.model_kind, meta.dtype,
+                   kernel ? kernel->describe() + " on each rank"
+                          : fmt::format("device {}, {} torch threads per rank", model->device(),
+                                        superionic::Model::num_threads()),
                    utils::join_words(meta.species, " "), type_map,
                    cutoff, receptive_field,
                    message_passing ? " (ghost atoms within the receptive field carry edges)" : "");
@@ -278,8 +295,12 @@ void PairSuperionic::compute(int eflag, int vflag)
   atom_energy.resize(n_local);
   edge_grad.resize(3 * n_edges);
   try {
-    model->compute(edge_vec.data(), edge_src.data(), edge_dst.data(), n_edges, species.data(), n_nodes,
-                   n_local, atom_energy.data(), edge_grad.data());
+    if (kernel)
+      kernel->compute(edge_vec.data(), edge_src.data(), edge_dst.data(), n_edges, species.data(), n_nodes,
+                      n_local, atom_energy.data(), edge_grad.data());
+    else
+      model->compute(edge_vec.data(), edge_src.data(), edge_dst.data(), n_edges, species.data(), n_nodes,
+                     n_local, atom_energy.data(), edge_grad.data());
   } catch (const superionic::ModelError &e) {
     error->one(FLERR, "pair_style superionic: {}", e.what());
   }

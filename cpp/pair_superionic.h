@@ -18,6 +18,7 @@ PairStyle(superionic,PairSuperionic);
 
 namespace superionic {
 class Model;
+class SprinterKernel;
 }
 
 namespace LAMMPS_NS {
@@ -35,6 +36,9 @@ class PairSuperionic : public Pair {
  private:
   std::unique_ptr<superionic::Model> model;
   std::string device_request = "cpu";
+  std::string backend_request = "auto";     // auto: the native kernel where the model has one
+  superionic::SprinterKernel *kernel = nullptr;  // owned by model; null: the torch path
+  int threads_per_rank = 1;
   int num_threads = 0;  // 0: leave libtorch's choice, unless several ranks share the node
   std::string debug_edges_path;
   std::vector<int> type_species;  // per LAMMPS type: model species index, -1 for NULL
