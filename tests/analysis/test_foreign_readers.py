@@ -611,3 +611,45 @@ def test_a_changing_cell_without_images_unwraps_as_images_would(tmp_path: Path) 
     d_images = tracer_diffusion(by_images.positions, by_images.times_ps, n_bootstrap=20).diffusion_cm2_per_s
     d_jumps = tracer_diffusion(by_jumps.positions, by_jumps.times_ps, n_bootstrap=20).diffusion_cm2_per_s
     assert d_jumps == pytest.approx(d_images, rel=SAME_D)
+
+
+# --- DCD (MDAnalysis) with a topology ------------------------------------------------------------
+
+
+def test_dcd_with_a_topology_equals_project_h5md(tmp_path: Path, ortho) -> None:
+    import warnings
+
+    import MDAnalysis as mda
+    from MDAnalysis.coordinates.memory import MemoryReader
+
+    wrapped, _, reference = ortho
+    universe = mda.Universe.empty(
+        len(SYMBOLS), n_residues=1, atom_resindex=[0] * len(SYMBOLS), trajectory=False
+    )
+    universe.add_TopologyAttr("names", SYMBOLS)
+    universe.add_TopologyAttr("elements", SYMBOLS)
+    universe.add_TopologyAttr("resnames", ["LPS"])
+    universe.add_TopologyAttr("resids", [1])
+    dimensions = np.tile(np.r_[np.diag(ORTHO), 90.0, 90.0, 90.0], (N_FRAMES, 1)).astype(np.float32)
+    universe.load_new(wrapped.astype(np.float32), format=MemoryReader, dimensions=dimensions, dt=DT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MDAnalysis warns about PDB fields it fills in
+        universe.atoms.write(tmp_path / "topology.pdb")
+        with mda.Writer(str(tmp_path / "md.dcd"), n_atoms=len(SYMBOLS)) as writer:
+            for _ in universe.trajectory:
+                writer.write(universe.atoms)
+    value, method = diffusion(tmp_path / "md.dcd", structure=tmp_path / "topology.pdb", timestep_ps=DT)
+    assert method == "minimum-image jumps"
+    assert value == pytest.approx(reference, rel=SAME_D)
+    # a LAMMPS data file as topology: its types, named by --types
+    write_lammps_data(
+        tmp_path / "start.data", Atoms(SYMBOLS, positions=wrapped[0], cell=ORTHO, pbc=True), ["Li", "S"]
+    )
+    value, _ = diffusion(
+        tmp_path / "md.dcd", structure=tmp_path / "start.data", type_names=["Li", "S"], timestep_ps=DT
+    )
+    assert value == pytest.approx(reference, rel=SAME_D)
+    with pytest.raises(TrajectoryError, match=r"md\.dcd: a DCD file's time step is in its writer's units"):
+        open_trajectory(tmp_path / "md.dcd", structure=tmp_path / "topology.pdb")
+    with pytest.raises(TrajectoryError, match=r"md\.dcd: a DCD file stores no atoms; pass its topology"):
+        open_trajectory(tmp_path / "md.dcd", timestep_ps=DT)

@@ -1,7 +1,9 @@
 """Trajectory readers: unwrapped, drift-corrected positions of one ion species, streamed.
 
-Formats: this project's H5MD (fix superionic/h5md), LAMMPS's own `dump h5md`, LAMMPS `dump custom`
-text, anything ASE reads as a trajectory (extxyz, .traj) and VASP XDATCAR. Every reader yields
+Formats: H5MD (this project's fix superionic/h5md, LAMMPS's `dump h5md`, MDAnalysis and any H5MD 1.1
+writer: `reader_h5md`), VASP vasprun.xml (`reader_vasprun`), DCD/XTC/TRR with a topology
+(`reader_mdanalysis`), LAMMPS `dump custom` text, and anything ASE reads as a trajectory (extxyz,
+.traj, XDATCAR). Every reader yields
 frame blocks of wrapped-or-unwrapped positions; `load_ion_positions` then unwraps (images, or
 minimum-image jumps between consecutive frames when a format has none), removes the drift of the
 whole system's centre of mass, and keeps the chosen ion, frame block by frame block. Large
@@ -31,6 +33,8 @@ from superionic.analysis.reader_base import (
     resolve_symbols,
 )
 from superionic.analysis.reader_h5md import H5mdReader
+from superionic.analysis.reader_mdanalysis import EXTENSIONS as MDA_EXTENSIONS
+from superionic.analysis.reader_mdanalysis import MdaReader
 from superionic.analysis.reader_vasprun import VasprunReader
 from superionic.analysis.trajectory import _JUMP_WARNING_FRACTION, unwrap
 
@@ -232,6 +236,9 @@ FORMATS = {
     "vasp-xdatcar": "vasp-xdatcar",
     "extxyz": "extxyz",
     "traj": "traj",
+    "dcd": "mdanalysis",
+    "xtc": "mdanalysis",
+    "trr": "mdanalysis",
 }
 
 
@@ -244,6 +251,8 @@ def _guess_format(source: Path) -> str | None:
         return "lammps-dump"
     if "xdatcar" in name:
         return "vasp-xdatcar"
+    if name.endswith(MDA_EXTENSIONS):
+        return "mdanalysis"
     with open(source, "rb") as handle:
         head = handle.read(4096)
     if head.startswith(b"\x89HDF\r\n\x1a\n"):
@@ -264,7 +273,8 @@ def open_trajectory(
     fmt: str | None = None,
     structure: str | Path | None = None,
 ) -> Reader:
-    """A reader for ``path``: H5MD, LAMMPS dump custom, vasprun.xml, XDATCAR, or anything ase.io reads.
+    """A reader for ``path``: H5MD, LAMMPS dump custom, vasprun.xml, XDATCAR, DCD/XTC/TRR (with a
+    topology), or anything ase.io reads.
 
     ``type_names`` (--types): elements of the file's atom types, or of each atom for files that
     store none; ``structure`` (--structure): a structure file with the same atoms in the same order,
@@ -288,6 +298,8 @@ def open_trajectory(
         return DumpCustomReader(source, type_names, timestep_ps, structure)
     if kind == "vasprun":
         return VasprunReader(source, timestep_ps)
+    if kind == "mdanalysis":
+        return MdaReader(source, structure, type_names, timestep_ps)
     if kind is None:
         from ase.io.formats import UnknownFileTypeError, filetype
 
