@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "device_placement.h"
 #include "model.h"
 #include "sprinter_kernel.h"
 
@@ -97,4 +98,15 @@ PYBIND11_MODULE(_core, m) {
     return superionic::parse_metadata(json, source).json;
   });
   m.attr("METADATA_FORMAT_VERSION") = superionic::kMetadataFormatVersion;
+  // The pair style's rank -> device rule, exposed so that it is tested without GPUs.
+  py::register_exception<superionic::PlacementError>(m, "PlacementError", PyExc_ValueError);
+  m.def(
+      "place_rank",
+      [](const std::string &device, int local_rank, int local_size, int visible_gpus, int gpus_per_node,
+         bool allow_oversubscribe) {
+        return superionic::place_rank({device, gpus_per_node, allow_oversubscribe}, local_rank, local_size,
+                                      visible_gpus);
+      },
+      py::arg("device"), py::arg("local_rank"), py::arg("local_size"), py::arg("visible_gpus"),
+      py::arg("gpus_per_node") = 0, py::arg("allow_oversubscribe") = false);
 }

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <thread>
 
+#include "device_placement.h"
 #include "model.h"
 #include "sprinter_kernel.h"
 
@@ -75,9 +76,17 @@ void PairSuperionic::settings(int narg, char **arg)
     if (iarg + 1 >= narg) error->all(FLERR, "pair_style superionic: keyword '{}' needs a value", key);
     std::string value = arg[iarg + 1];
     if (key == "device") {
-      if (value != "cpu" && value != "cuda" && value != "auto")
-        error->all(FLERR, "pair_style superionic: device must be cpu, cuda or auto, not '{}'", value);
+      try {
+        superionic::check_device_request(value);
+      } catch (const superionic::PlacementError &e) {
+        error->all(FLERR, "pair_style superionic: {}", e.what());
+      }
       device_request = value;
+    } else if (key == "gpus_per_node") {
+      gpus_per_node = utils::inumeric(FLERR, value, false, lmp);
+      if (gpus_per_node < 0) error->all(FLERR, "pair_style superionic: gpus_per_node must be >= 0 (0 = every visible GPU)");
+    } else if (key == "allow_oversubscribe") {
+      allow_oversubscribe = utils::logical(FLERR, value, false, lmp) == 1;
     } else if (key == "threads") {
       num_threads = utils::inumeric(FLERR, value, false, lmp);
       if (num_threads < 0) error->all(FLERR, "pair_style superionic: threads must be >= 0 (0 = automatic)");
@@ -88,7 +97,7 @@ void PairSuperionic::settings(int narg, char **arg)
         error->all(FLERR, "pair_style superionic: backend must be auto, native or torch, not '{}'", value);
       backend_request = value;
     } else {
-      error->all(FLERR, "pair_style superionic: unknown keyword '{}'; valid keywords are device, threads, debug/edges, backend", key);
+      error->all(FLERR, "pair_style superionic: unknown keyword '{}'; valid keywords are device, threads, debug/edges, backend, gpus_per_node, allow_oversubscribe", key);
     }
     iarg += 2;
   }
@@ -105,11 +114,15 @@ std::string PairSuperionic::resolve_device()
   superionic::Model::set_num_threads(threads);
   threads_per_rank = threads;
 
+  superionic::PlacementRequest request{device_request, gpus_per_node, allow_oversubscribe};
   int gpus = (device_request == "cpu") ? 0 : superionic::Model::cuda_device_count();
-  if (device_request == "cuda" && gpus == 0)
-    error->all(FLERR, "pair_style superionic: device cuda requested but libtorch sees no GPU; use device cpu or auto");
-  if (gpus == 0) return "cpu";
-  return "cuda:" + std::to_string(local_rank % gpus);
+  try {
+    return superionic::place_rank(request, local_rank, local_size, gpus);
+  } catch (const superionic::PlacementError &e) {
+    // Nodes can differ (GPU count, ranks placed there), so only some ranks may fail here.
+    error->one(FLERR, "pair_style superionic: {}", e.what());
+  }
+  return "cpu";
 }
 
 void PairSuperionic::coeff(int narg, char **arg)

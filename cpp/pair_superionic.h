@@ -35,7 +35,9 @@ class PairSuperionic : public Pair {
 
  private:
   std::unique_ptr<superionic::Model> model;
-  std::string device_request = "cpu";
+  std::string device_request = "cpu";  // see device_placement.h for how a rank picks its GPU
+  int gpus_per_node = 0;
+  bool allow_oversubscribe = false;
   std::string backend_request = "auto";     // auto: the native kernel where the model has one
   superionic::SprinterKernel *kernel = nullptr;  // owned by model; null: the torch path
   int threads_per_rank = 1;
