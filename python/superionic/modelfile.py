@@ -179,8 +179,9 @@ def require_exported(path: str | Path, checkpoints_too: bool = False) -> ModelFi
         raise ModelFileError(f"{found.path} is not a superionic model ({found.description}); {advice}")
     wanted = SUFFIX[found.kind]
     if found.path.suffix != wanted:
+        # pair_style superionic picks the loader by suffix, so the Python side asks for the same.
         raise ModelFileError(
-            f"{found.path} holds {found.description.removeprefix('it is ')} but its name ends in "
-            f"'{found.path.suffix}'; rename it to {found.path.stem}{wanted}"
+            f"{found.path} holds {found.description.removeprefix('it is ')} but its name does not end "
+            f"in {wanted}; rename it to {found.path.with_suffix(wanted).name}"
         )
     return found
