@@ -66,6 +66,7 @@ class H5mdReader(Reader):
         self.path = path
         self.file = _open(path)
         notes: list[str] = []
+        self.notes = notes
         try:
             self.group = self._particle_group(notes)
             position = self.group.get("position")
@@ -164,6 +165,8 @@ class H5mdReader(Reader):
         else:
             n = min(n, len(time))
             times, steps = np.asarray(time[:n], dtype=np.float64), steps[:n]
+            if time.dtype.itemsize < 8:
+                times = _exact_single_precision_times(times, steps, self.notes)
         return steps[:n], times[:n] * factor, n
 
     def _box(self, n_frames: int) -> None:
@@ -279,6 +282,32 @@ class H5mdReader(Reader):
                 f"{self.path}: frames {start}+ cannot be read ({type(err).__name__}); the file is damaged or "
                 "truncated: cut it at its last complete frame"
             ) from err
+
+
+def _exact_single_precision_times(times: np.ndarray, steps: np.ndarray, notes: list[str]) -> np.ndarray:
+    """Times stored in float32 (MDAnalysis) rebuilt from the integer steps.
+
+    0.002 ps × 10⁵ frames in float32 is off by ~1e-5 ps, a 0.5 % jitter in the frame interval that
+    the even-spacing check would refuse. When the steps are evenly spaced and a straight line
+    through them reproduces every stored time to float32 resolution, that line is the time;
+    otherwise the stored times stay (and the check judges them).
+    """
+    if len(times) < 3 or np.any(np.diff(steps) <= 0):
+        return times
+    if not np.allclose(np.diff(steps), steps[1] - steps[0], rtol=0, atol=1e-9):
+        return times
+    slope, intercept = np.polyfit(steps - steps[0], times, 1)
+    resolution = 4 * np.finfo(np.float32).eps * max(1.0, float(np.abs(times).max()))
+    # float32 pins the interval down to ~1e-9 only; an input file's time step is a short decimal,
+    # so the shortest one that still reproduces every stored time is taken.
+    for digits in range(1, 18):
+        step_time = float(f"{slope:.{digits}g}")
+        start = 0.0 if abs(intercept) <= resolution else float(f"{intercept:.{digits}g}")
+        line = start + (steps - steps[0]) * step_time
+        if np.abs(line - times).max() <= resolution:
+            notes.append(f"single-precision times rebuilt from the integer steps ({step_time:g} per step)")
+            return line
+    return times
 
 
 def _cell(path: Path, edges: np.ndarray) -> np.ndarray:
