@@ -457,6 +457,7 @@ def test_vasprun_equals_project_h5md_and_parses_like_ase_and_pymatgen(tmp_path: 
     reference, _ = diffusion(ours)
     reader = open_trajectory(path)
     assert reader.header.format == "vasprun" and reader.header.n_frames == N_FRAMES
+    assert any("not used" in note for note in open_trajectory(path, type_names=["S"]).header.notes)
     value, method = diffusion(path)
     assert method == "minimum-image jumps"
     assert value == pytest.approx(reference, rel=SAME_D)

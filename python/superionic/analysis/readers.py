@@ -297,7 +297,7 @@ def open_trajectory(
     if kind == "lammps-dump":
         return DumpCustomReader(source, type_names, timestep_ps, structure)
     if kind == "vasprun":
-        return VasprunReader(source, timestep_ps)
+        return _names_own_elements(VasprunReader(source, timestep_ps), type_names, structure)
     if kind == "mdanalysis":
         return MdaReader(source, structure, type_names, timestep_ps)
     if kind is None:
@@ -310,7 +310,16 @@ def open_trajectory(
                 f"{source}: unknown trajectory format; pass --format (h5md, lammps-dump, vasprun, xdatcar, "
                 "extxyz, traj, or an ase.io format name)"
             ) from err
-    return AseReader(source, kind, timestep_ps)
+    return _names_own_elements(AseReader(source, kind, timestep_ps), type_names, structure)
+
+
+def _names_own_elements(
+    reader: Reader, type_names: Sequence[str] | None, structure: str | Path | None
+) -> Reader:
+    """Formats that store each atom's element: --types/--structure are not used, and the notes say so."""
+    if type_names or structure is not None:
+        reader.header.notes.append("--types/--structure not used: the file names each atom's element")
+    return reader
 
 
 # --- unwrapping, drift removal, ion selection ----------------------------------------------------
