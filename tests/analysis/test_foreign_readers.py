@@ -549,9 +549,10 @@ def _bad_inputs(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("vasprun cut before step 1", ["head.xml"], "no complete ionic step"),
         ("damaged XML", ["garbage.xml"], "not valid XML before the first ionic step"),
         ("POTIM against --timestep-ps", ["vasprun.xml", "--timestep-ps", "0.5"], "POTIM gives 0.002 ps"),
+        ("wrong --format", ["vasprun.xml", "--format", "h5md"], "not a readable HDF5 file"),
         ("a directory", ["adir"], "is a directory"),
         ("no such file", ["nothing.h5"], "no such trajectory file"),
-        ("format name unknown", ["notes.bin", "--format", "nonsense"], "ase.io cannot read it as nonsense"),
+        ("format name unknown", ["notes.bin", "--format", "nonsense"], "unknown --format 'nonsense'"),
     ]
 
 

@@ -291,6 +291,14 @@ def open_trajectory(
         raise TrajectoryError(f"{source}: empty file; the run wrote nothing, or the copy failed")
     if type_names is not None:
         check_elements(source, type_names, "--types")
+    if fmt:
+        from ase.io.formats import ioformats
+
+        if fmt.lower() not in FORMATS and fmt not in ioformats:
+            raise TrajectoryError(
+                f"{source}: unknown --format '{fmt}'; use h5md, lammps-dump, vasprun, xdatcar, extxyz, traj, "
+                "dcd, xtc, trr, or an ase.io format name"
+            )
     kind = FORMATS.get(fmt.lower(), fmt) if fmt else _guess_format(source)
     if kind == "h5md":
         return H5mdReader(source, type_names, structure, timestep_ps)
