@@ -185,10 +185,15 @@ SprinterKernel::SprinterKernel(SprinterParams params, KernelPrecision precision)
   require(K <= kMaxBasis, "n_basis above " + std::to_string(kMaxBasis) + " is not supported by the native kernel");
 
   // The trainer's basis is cos(k*pi*x): cos and sin of every k follow from k = 1 by recurrence,
-  // one cos and one sin per edge instead of K of each.
+  // one cos and one sin per edge instead of K of each. The stored frequencies are pi*k rounded
+  // through float32 (torch.pi * arange), so each k is corrected by the small angle
+  // delta_k = x * (freq_k - k * freq_1) (|delta| < 1e-5), to second order: exact in float64.
   chebyshev_ = K >= 2;
-  for (int k = 0; k < K && chebyshev_; k++)
-    chebyshev_ = std::abs(p_.basis_freq[k] - k * p_.basis_freq[std::min(1, K - 1)]) <= 1e-12 * (1 + std::abs(p_.basis_freq[k]));
+  for (int k = 0; k < K && chebyshev_; k++) {
+    const double slip = p_.basis_freq[k] - k * p_.basis_freq[std::min(1, K - 1)];
+    chebyshev_ = std::abs(slip) <= 1e-5;
+    freq_slip_.push_back(slip);
+  }
 
   radial_coeff_f_ = as<float>(p_.radial_coeff);
   angular_coeff_f_ = as<float>(p_.angular_coeff);
@@ -290,6 +295,7 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
       bias[k] = layer_bias_f_[k].data();
     }
   }
+  const std::vector<Real> slip = as<Real>(freq_slip_);
   const std::vector<Real> freq = as<Real>(p_.basis_freq), mean = as<Real>(p_.descriptor_mean),
                           stdev = as<Real>(p_.descriptor_std), core_r2 = as<Real>(p_.core_radius_sq);
   const Real rc = static_cast<Real>(p_.cutoff), rc2 = static_cast<Real>(p_.cutoff_sq);
@@ -308,7 +314,7 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
     s.M.resize(static_cast<size_t>(Ca) * nY);
     s.T.resize(static_cast<size_t>(Ca) * nY);
     s.q.resize(D);
-    s.act.resize(static_cast<size_t>(n_layers) * max_width);  // hidden pre-activations per layer
+    s.act.resize(static_cast<size_t>(n_layers) * max_width);  // silu' of each hidden layer
     s.grad_a.resize(max_width);
     s.grad_b.resize(max_width);
     s.dEdh.resize(Ca);
@@ -365,6 +371,14 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
           for (int k = 2; k < K; k++) {
             cs[k] = 2 * c1 * cs[k - 1] - cs[k - 2];
             sn[k] = 2 * c1 * sn[k - 1] - sn[k - 2];
+          }
+          for (int k = 0; k < K; k++) {
+            const Real d = x * slip[k];
+            if (d == 0) continue;
+            const Real cd = 1 - d * d / 2, sd = d - d * d * d / 6;
+            const Real c = cs[k] * cd - sn[k] * sd;
+            sn[k] = sn[k] * cd + cs[k] * sd;
+            cs[k] = c;
           }
         } else {
           for (int k = 0; k < K; k++) {
@@ -432,10 +446,13 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
           for (int o = 0; o < width; o++) next[o] += ha * Wa[o];
         }
         if (k + 1 < n_layers) {
-          Real *pre = &s.act[k * max_width];
+          // silu'(a) = sig(a) (1 + a (1 - sig(a))), kept for the backward pass.
+          Real *dsilu = &s.act[k * max_width];
           for (int o = 0; o < width; o++) {
-            pre[o] = next[o];
-            hidden[o] = next[o] / (1 + std::exp(-next[o]));
+            const Real a = next[o];
+            const Real sig = 1 / (1 + std::exp(-a));
+            hidden[o] = a * sig;
+            dsilu[o] = sig * (1 + a * (1 - sig));
           }
         } else {
           out = next[0];
@@ -455,11 +472,8 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
           s.grad_b[a] = acc;
         }
         if (k > 0) {
-          const Real *pre = &s.act[(k - 1) * max_width];
-          for (int a = 0; a < in; a++) {
-            const Real sig = 1 / (1 + std::exp(-pre[a]));
-            s.grad_b[a] *= sig * (1 + pre[a] * (1 - sig));
-          }
+          const Real *dsilu = &s.act[(k - 1) * max_width];
+          for (int a = 0; a < in; a++) s.grad_b[a] *= dsilu[a];
         }
         std::swap(s.grad_a, s.grad_b);
       }

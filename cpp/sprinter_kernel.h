@@ -64,7 +64,8 @@ class SprinterKernel {
   SprinterParams p_;
   KernelPrecision precision_;
   int num_threads_ = 0;
-  bool chebyshev_ = false;  // basis_freq[k] == k * basis_freq[1]: cos/sin by recurrence
+  bool chebyshev_ = false;  // basis_freq[k] ~ k * basis_freq[1]: cos/sin by recurrence
+  std::vector<double> freq_slip_;  // basis_freq[k] - k * basis_freq[1]
   std::vector<float> radial_coeff_f_, angular_coeff_f_;
   std::vector<std::vector<float>> layer_weight_f_, layer_bias_f_;
 
