@@ -17,7 +17,6 @@ import numpy as np
 
 from superionic.analysis.arrhenius import fit_arrhenius
 from superionic.analysis.statistics import Z95, bootstrap_mean_interval
-from superionic.analysis.units import CM2_PER_S_PER_A2_PER_PS
 from superionic.validation.errors import ValidationError
 from superionic.validation.statistics import (
     Verdict,
@@ -156,7 +155,7 @@ def _msd_verdict(
         model.rule.end_fraction * model.duration_ps, reference.rule.end_fraction * reference.duration_ps
     )
     coarsest = max(model.times_ps[1], reference.times_ps[1])
-    lags = sorted({round(f * longest / coarsest) * coarsest for f in MSD_LAG_FRACTIONS} - {0.0})
+    lags = sorted({math.floor(f * longest / coarsest + 1e-9) * coarsest for f in MSD_LAG_FRACTIONS} - {0.0})
     if not lags:
         raise ValidationError(
             f"the runs at {model.temperature_K:g} K are too short to compare MSDs (longest usable lag "
@@ -374,7 +373,3 @@ def compare_activation_energy(
         ),
         table,
     )
-
-
-def diffusion_A2_per_ps(value_cm2_per_s: float) -> float:
-    return value_cm2_per_s / CM2_PER_S_PER_A2_PER_PS

@@ -17,16 +17,15 @@ _COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab
 
 def _errorbar(ax, t: float, summary: dict, colour: str, marker: str, label: str | None) -> None:
     if summary["D_cm2_per_s"] is None:
+        # No D: say so at the temperature's position, never plot a guessed value.
         ax.annotate(
-            "not diffusive",
-            (1000 / t, 0),
+            f"{label}: not diffusive",
+            (1000 / t, 0.97 if marker == "o" else 0.80),
             xycoords=("data", "axes fraction"),
-            xytext=(0, 4),
-            textcoords="offset points",
-            rotation=90,
             fontsize="x-small",
             color=colour,
             ha="center",
+            va="top",
         )
         return
     value = summary["D_cm2_per_s"]
@@ -58,9 +57,14 @@ def plot_validation(
     figure = Figure(figsize=(4.2 * panels, 3.8), layout="constrained")
     axes = figure.subplots(1, panels)
     ax = axes[0]
-    for k, c in enumerate(comparisons):
-        _errorbar(ax, c.temperature_K, c.model, "black", "o", "model" if k == 0 else None)
-        _errorbar(ax, c.temperature_K, c.reference, "tab:orange", "s", "reference" if k == 0 else None)
+    labelled: set[str] = set()
+    for c in comparisons:
+        for who, colour, marker in (("model", "black", "o"), ("reference", "tab:orange", "s")):
+            summary = getattr(c, who)
+            label = who if (who not in labelled or summary["D_cm2_per_s"] is None) else None
+            if summary["D_cm2_per_s"] is not None:
+                labelled.add(who)
+            _errorbar(ax, c.temperature_K, summary, colour, marker, label)
     if "model_Ea_eV" in ea:
         temps = np.array(ea["temperatures_K"])
         grid = np.linspace(temps.min(), temps.max(), 20)
@@ -74,6 +78,10 @@ def plot_validation(
                 color=colour,
                 label=f"Ea {key} {ea[f'{key}_Ea_eV']:.2f} ± {ea[f'{key}_Ea_stderr_eV']:.2f} eV",
             )
+    inverse = [1000 / c.temperature_K for c in comparisons]
+    if inverse:
+        pad = 0.25 * max(max(inverse) - min(inverse), 0.1)
+        ax.set_xlim(min(inverse) - pad, max(inverse) + pad)  # room for the "not diffusive" notes
     ax.set_yscale("log")
     ax.set_xlabel("1000 / T (1/K)")
     ax.set_ylabel(f"D_{references[0].ion if references else ''} (cm²/s)")

@@ -10,9 +10,11 @@ user gives is taken as it is. Both are analysed alike (``validation.transport``)
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import math
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -186,6 +188,11 @@ def _model_md(
         dt = timestep_fs / 1000.0
         eq_steps = round(equilibration_ps / dt)
         steps = eq_steps + round(production_ps / dt)
+        wanted = {"model": str(model.resolve()), "steps": steps, "eq_steps": eq_steps, "dump_every": every}
+        if not request.overwrite:
+            members = [r for r in members if not _reuse(request, r, wanted, out, notes)]
+            if not members:
+                continue
         first = members[0]
         structure = Path(request.output) / "md" / f"start_{first.path.name.split('.')[0]}.extxyz"
         structure.parent.mkdir(parents=True, exist_ok=True)
@@ -218,6 +225,47 @@ def _model_md(
             f"a frame every {every} steps (lammps_inputs/nvt.in)"
         )
     return out
+
+
+def _uncompressed(path: Path, scratch: Path) -> Path:
+    """``path`` itself, or for ``.gz`` a decompressed copy in ``scratch`` (made once): ASE's extxyz
+    reader seeks back and forth, which a gzip stream answers by decompressing from the start, so a
+    few hundred frames read from .gz take minutes instead of seconds."""
+    if path.suffix != ".gz":
+        return path
+    target = scratch / path.name.removesuffix(".gz")
+    if not target.exists() or target.stat().st_mtime < path.stat().st_mtime:
+        scratch.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        with gzip.open(path, "rb") as source, open(partial, "wb") as sink:
+            shutil.copyfileobj(source, sink, 2**20)
+        partial.replace(target)
+    return target
+
+
+def _reuse(
+    request: ValidationRequest,
+    ref: Reference,
+    wanted: dict[str, Any],
+    out: dict[float, str],
+    notes: list[str],
+) -> bool:
+    """True (and ``out`` filled) if the output already holds this model's finished run at ref's T
+    with the same steps and frame interval; a finished run of something else is an error."""
+    directory = Path(request.output) / "md" / f"T{ref.temperature_K:g}K"
+    info = directory / "run.json"
+    if not (directory / "restart.final.lammps").exists() or not info.exists():
+        return False
+    recorded = json.loads(info.read_text())
+    differing = [k for k, v in wanted.items() if recorded.get(k) != v]
+    if differing:
+        raise ValidationError(
+            f"{directory} holds a finished model run with other {', '.join(differing)}: pass --overwrite "
+            "to rerun it or choose another --output"
+        )
+    out[ref.temperature_K] = str(directory / "traj.h5")
+    notes.append(f"model MD at {ref.temperature_K:g} K: reused the finished run in {directory}")
+    return True
 
 
 def _match(temperatures: Mapping[float, str], temperature: float) -> str | None:
@@ -258,7 +306,7 @@ def validate(
         rdf = RdfSettings(ion=request.ion, anion=request.anion, r_max_A=request.rdf_r_max_A)
         reference_probe = RunTransport.from_file(
             "reference",
-            ref.path,
+            _uncompressed(ref.path, Path(request.output) / "references"),
             ref.temperature_K,
             ion=request.ion,
             rule=rule,
@@ -266,13 +314,14 @@ def validate(
             n_bootstrap=settings.n_bootstrap,
             seed=settings.seed,
         )
+        reference_probe.source = str(ref.path)  # the committed file, not its decompressed copy
         if not any(name != f"{request.ion}-{request.ion}" for name in reference_probe.rdfs):
             notes.append(f"no anion among {sorted(reference_probe.composition)}: only the {request.ion} RDF")
         model_path = _match(trajectories, ref.temperature_K)
         assert model_path is not None
         model_run = RunTransport.from_file(
             "model",
-            model_path,
+            _uncompressed(Path(model_path), Path(request.output) / "references"),
             ref.temperature_K,
             ion=request.ion,
             rule=rule,
@@ -280,6 +329,7 @@ def validate(
             n_bootstrap=settings.n_bootstrap,
             seed=settings.seed + 1,
         )
+        model_run.source = str(model_path)
         comparison = compare_temperature(model_run, reference_probe, settings)
         summary = ref.summary
         if summary.get("D_Li_cm2_per_s") is not None and request.ion == "Li" and reference_probe.diffusion:
