@@ -48,6 +48,7 @@ def add_locality_command(studies: argparse._SubParsersAction) -> None:
         help="locality.json of earlier runs (same structure and settings) to show beside these models",
     )
     loc.add_argument("-o", "--output", type=Path, default=Path("runs/study_locality"))
+    loc.add_argument("--name", default="locality", help="file stem of the outputs: NAME.json, .csv, .png")
     loc.set_defaults(func=cmd_study_locality)
 
 
@@ -94,7 +95,7 @@ def cmd_study_locality(args: argparse.Namespace) -> int:
     result.structure["repeat"] = list(repeat)
     for path in args.include:
         result = merge_results(result, read_result(path), str(path))
-    paths = write_outputs(result, args.output)
+    paths = write_outputs(result, args.output, stem=args.name)
     print(f"{'model':>14} {'species':>7} {'r* (Å)':>7} {'p95/F_RMS at r_max':>19} {'F_RMS eV/Å':>11}")
     for model in result.models:
         for c in model.curves:
@@ -103,7 +104,13 @@ def cmd_study_locality(args: argparse.Namespace) -> int:
                 f"{model.name:>14} {c.species:>7} {radius:>7} {c.p95_rel[-1]:>19.2e} "
                 f"{model.force_rms_eV_per_A:>11.3f}"
             )
-        print(f"{model.name}: recommended cutoff {model.recommended_cutoff_A} Å ({model.wall_s:.0f} s)")
+        advice = (
+            f"recommended cutoff {model.recommended_cutoff_A:g} Å"
+            if model.recommended_cutoff_A is not None
+            else f"not local to {100 * args.threshold:g} % within {max(args.radii):g} Å (a larger --repeat "
+            "reaches further)"
+        )
+        print(f"{model.name}: {advice} ({model.evaluations} evaluations, {model.wall_s:.0f} s)")
     print(verdict(result))
     print(json.dumps({k: str(v) for k, v in paths.items()}))
     return 0

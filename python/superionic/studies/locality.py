@@ -289,11 +289,13 @@ def locality_study(
 
     result = LocalityResult(
         structure={
-            "formula": base.get_chemical_formula(),
+            # The frame's own provenance first (material, labeller, temperature), then the cell studied.
+            "formula": base.get_chemical_formula(empirical=True),
+            **{k: v for k, v in base.info.items() if isinstance(v, str | int | float | list)},
+            "cell_formula": base.get_chemical_formula(),
             "atoms": n,
             "cell_lengths_A": [float(x) for x in base.cell.lengths()],
             "half_width_A": limit,
-            **{k: v for k, v in base.info.items() if isinstance(v, str | int | float | list)},
         },
         settings={**asdict(settings), "radii": radii},
         centres=centres,
@@ -440,7 +442,9 @@ def plot_locality(result: LocalityResult, path: Path) -> Path:
         ax.axhline(threshold, color="k", lw=0.8, ls=":", label=f"{100 * threshold:g} % of F_RMS")
         if model.locality_radius_A is not None:
             ax.axvline(model.locality_radius_A, color="grey", lw=0.8)
-        ax.set_title(f"{model.name}: r* = {model.locality_radius_A} Å", fontsize=10)
+        found = model.locality_radius_A
+        radius = f"r* = {found:g} Å" if found is not None else f"r* > {max(result.settings['radii']):g} Å"
+        ax.set_title(f"{model.name}: {radius}", fontsize=10)
         ax.set_xlabel("radius beyond which atoms are displaced (Å)")
     axes[0][0].set_ylabel("|ΔF| on the central atom / F_RMS")
     axes[0][0].legend(fontsize=8, title=f"σ = {result.settings['sigma']} Å; solid p95, dashed mean")
@@ -468,12 +472,25 @@ def summary_table(result: LocalityResult) -> list[dict]:
 
 
 def verdict(result: LocalityResult) -> str:
-    """One sentence: the locality radius of each model and what it says about a cutoff."""
+    """One sentence: the locality radius of each model, or how far it stays above the threshold."""
     threshold = 100 * result.settings["threshold"]
-    parts = []
-    for m in result.models:
-        if m.locality_radius_A is None:
-            parts.append(f"{m.name} stays above {threshold:g} % up to {result.settings['radii'][-1]:g} Å")
-        else:
-            parts.append(f"r = {m.locality_radius_A:g} Å for {m.name}")
-    return f"The force change drops below {threshold:g} % of the force RMS at " + " and ".join(parts) + "."
+    r_max = result.settings["radii"][-1]
+    reached = [f"r = {m.locality_radius_A:g} Å for {m.name}" for m in result.models if m.locality_radius_A]
+
+    def tail(m: ModelLocality) -> str:
+        last = [100 * c.p95_rel[-1] for c in m.curves]
+        return f"{min(last):.2g}–{max(last):.2g} %"
+
+    above = [
+        f"{m.name} stays above it up to {r_max:g} Å ({tail(m)} there, 95th percentile by species)"
+        for m in result.models
+        if m.locality_radius_A is None
+    ]
+    text = f"The force change on the central atom drops below {threshold:g} % of the force RMS"
+    if reached:
+        text += " at " + " and ".join(reached)
+        if above:
+            text += "; " + "; ".join(above)
+    else:
+        text += " nowhere within the radii studied: " + "; ".join(above)
+    return text + "."
