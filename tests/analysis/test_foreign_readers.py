@@ -674,3 +674,16 @@ def test_dcd_with_a_topology_equals_project_h5md(tmp_path: Path, ortho) -> None:
         open_trajectory(tmp_path / "md.dcd", structure=tmp_path / "topology.pdb")
     with pytest.raises(TrajectoryError, match=r"md\.dcd: a DCD file stores no atoms; pass its topology"):
         open_trajectory(tmp_path / "md.dcd", timestep_ps=DT)
+
+
+def test_lammps_dump_with_image_flags_equals_project_h5md(tmp_path: Path) -> None:
+    """The dump LAMMPS re-read to write the reference is itself a trajectory (x y z ix iy iz)."""
+    wrapped, images = walk(TRICLINIC, seed=8)
+    reference, _ = diffusion(project_h5md(tmp_path, wrapped, images, TRICLINIC, DT))
+    value, method = diffusion(tmp_path / "frames.dump", type_names=["Li", "S"], timestep_ps=DT)
+    assert method == "images"
+    assert value == pytest.approx(reference, rel=SAME_D)
+    by_structure, _ = diffusion(
+        tmp_path / "frames.dump", structure=tmp_path / "structure.data", timestep_ps=DT
+    )
+    assert by_structure == pytest.approx(reference, rel=SAME_D)
