@@ -199,11 +199,12 @@ def resolve_model(spec: str, device: str = "cpu") -> ModelUnderTest:
 
     calc = SuperionicCalculator(path, device=device)
     cutoff = calc.loaded.cutoff
-    receptive = cutoff
     if path.suffix in (".pt", ".pt2"):
         from superionic.export import read_metadata
 
         receptive = read_metadata(path).receptive_field
+    else:  # a checkpoint: the eager model carries the contract's attributes
+        receptive = float(calc.loaded.forward.receptive_field)
     # The force on c sums dE_i/dr_c over every atom i that sees c; E_i sees its own receptive field,
     # so atoms up to twice the receptive field from c can move F_c (many-body terms).
     return ModelUnderTest(
