@@ -64,6 +64,10 @@ def test_single_origin_msd_equals_compute_msd(melt: Path) -> None:
     steps = np.rint(ions.times_ps / TIMESTEP_PS).astype(int)
     rows = {int(s): k for k, s in enumerate(lammps[:, 0])}
     matched = np.array([lammps[rows[s], 1:4] for s in steps[1:]])
+    # Both sides are double precision on the same positions (`positions double`, images, %.17g), so
+    # they differ only by our removal of the whole-system centre of mass. In a zero-momentum run that
+    # moves by round-off; the other drift convention (framework mean) would differ by O(1/N) ≈ 2e-3.
+    # 1e-6 sits far above float64 round-off of the MSD sums (~1e-13) and far below that 2e-3.
     np.testing.assert_allclose(ours[1:], matched, rtol=1e-6)
     np.testing.assert_allclose(ours[1:].sum(1), np.array([lammps[rows[s], 4] for s in steps[1:]]), rtol=1e-6)
 
@@ -77,6 +81,8 @@ def test_single_origin_msd_equals_compute_msd(melt: Path) -> None:
             for k in range(len(windowed) - lag)
         ]
     )
+    # The single-origin value is one sample of the per-origin distribution whose mean the windowed
+    # MSD is: within 3 standard deviations of it (false alarm ~0.3 % for a normal sample).
     assert abs(windowed[lag] - single[lag]) < 3 * spread
     ions.close()
 
@@ -123,7 +129,13 @@ def test_d_agrees_with_pymatgen_analysis_diffusion(melt: Path) -> None:
         min_obs=n_li * frames // last,
     )
     window = (theirs.dt[0] / 1000, theirs.dt[-1] / 1000)
+    # pymatgen's lags are whole frames (0.02 ps): its window end lands within one frame of ours.
     assert window[0] == pytest.approx(1.0) and window[1] == pytest.approx(WINDOW_END_PS, abs=0.05)
+    # Same trajectory, same window, different estimators: pymatgen weights the lags (1/t) and removes
+    # the framework's mean displacement (O(1/N) ≈ 0.1 % here, see the kinisi test). Two linear fits
+    # of one nearly linear MSD curve differ by its curvature over the window, not by the sampling
+    # error of D (several % for 123 Li over 20 ps, shared by both): 2 % is below that error, so a
+    # real disagreement (a units slip, 2 vs 6 in MSD = 2dDt, a wrong window) cannot hide in it.
     assert theirs.diffusivity == pytest.approx(_ours(melt, window), rel=0.02)
 
 
@@ -156,7 +168,11 @@ def test_d_and_msd_agree_with_kinisi(melt: Path) -> None:
     ions = load_ion_positions(open_trajectory(melt / "traj.h5"), "Li")
     ours_msd = msd_fft(ions.positions).sum(1)[1 : len(theirs.msd.values) + 1]
     ions.close()
-    # Same windowed MSD at every lag, up to the O(1/N) difference of the drift conventions.
+    # Same windowed MSD at every lag, up to the O(1/N) difference of the drift conventions: kinisi
+    # removes the mean displacement of the 389 framework atoms, we the centre of mass of all 512
+    # (≈ 0 at zero momentum). The framework then recoils by m_Li N_Li / M_framework ≈ 5 % of the Li
+    # sublattice's mean displacement, which changes the Li MSD by ~2 · 0.05 / 123 ≈ 1e-3 relative;
+    # 5e-3 is that with a factor 5 for the framework's own vibration, far below a real MSD error.
     np.testing.assert_allclose(theirs.msd.values, ours_msd, rtol=5e-3)
 
     # kinisi's D is the posterior of a generalised least-squares fit with a modelled MSD covariance
@@ -170,6 +186,8 @@ def test_d_and_msd_agree_with_kinisi(melt: Path) -> None:
         samples = theirs.D.values  # cm²/s
         ours = _ours(melt, (start, WINDOW_END_PS))
         low, high = np.percentile(samples, [2.5, 97.5])
+        # kinisi's 95 % credible interval is its own statement of uncertainty: ours must lie in it.
         assert low < ours < high, (start, low, ours, high)
         if start >= 2.0:
+            # Where the MSD is linear both are fits of one curve: the same basis as pymatgen's 2 %.
             assert float(np.median(samples)) == pytest.approx(ours, rel=0.02)
