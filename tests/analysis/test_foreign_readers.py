@@ -271,6 +271,16 @@ def test_h5md_written_by_the_specification(
     assert value == pytest.approx(reference, rel=SAME_D)
 
 
+def test_species_stored_as_element_names(tmp_path: Path, triclinic) -> None:
+    wrapped, images, reference = triclinic
+    write_h5md_by_spec(tmp_path / "named.h5", wrapped, images, TRICLINIC, "fixed matrix box")
+    with h5py.File(tmp_path / "named.h5", "a") as f:
+        del f["particles/electrolyte/species"]
+        f["particles/electrolyte/species"] = np.array([s.encode() for s in SYMBOLS])
+    value, _ = diffusion(tmp_path / "named.h5")
+    assert value == pytest.approx(reference, rel=SAME_D)
+
+
 def test_fixed_box_no_longer_raises_the_old_traceback(tmp_path: Path, triclinic) -> None:
     """The issue's case: `edges["value"]` on a plain dataset raised ValueError from h5py."""
     wrapped, images, _ = triclinic

@@ -90,11 +90,15 @@ class H5mdReader(Reader):
                 )
             if self.images is not None:
                 n_frames = min(n_frames, len(self.images))
+            species, stored = self._species(), self._stored_type_names()
+            if species is not None and species.dtype.kind in "SUO":  # element names, not type numbers
+                stored = [x.decode() if isinstance(x, bytes) else str(x) for x in species.ravel()]
+                species = None
             symbols = resolve_symbols(
                 path,
                 n_atoms,
-                stored_names=self._stored_type_names(),
-                types=self._species(),
+                stored_names=stored,
+                types=species,
                 type_names=type_names,
                 structure=structure,
                 notes=notes,
