@@ -51,7 +51,9 @@ say "base image ready: $(podman image inspect --format '{{.Size}}' "$base") byte
 # pip inside the build needs this machine's CA bundle (TLS goes through its proxy), and torch
 # comes from the wheel folder pip is configured with here, if there is one (PyPI's torch for Linux
 # is the CUDA build).
-build_args=(--build-arg VARIANT=cpu --build-arg "BASE_IMAGE=$base" --build-arg "RUNTIME_IMAGE=$base"
+# Kokkos: Debian sid's build of 5.2.2, because the Kokkos source tarball is not reachable from here.
+build_args=(--build-arg VARIANT=cpu --build-arg KOKKOS_FROM=debian-sid
+  --build-arg "BASE_IMAGE=$base" --build-arg "RUNTIME_IMAGE=$base"
   --build-arg TORCH_INDEX_URL= --build-arg "BUILD_JOBS=$jobs"
   --build-arg PIP_CERT=/etc/ssl/certs/host-ca.crt --build-arg SSL_CERT_FILE=/etc/ssl/certs/host-ca.crt)
 volumes=(--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/host-ca.crt:ro)
@@ -62,7 +64,8 @@ if [ -n "$wheels" ] && [ -d "$wheels" ]; then
 fi
 say "podman build (CPU variant, $jobs jobs)"
 build_start=$SECONDS
-podman build --network host "${limits[@]}" "${volumes[@]}" "${build_args[@]}" \
+# --format docker: the OCI image format has no SHELL instruction, and the RUN lines use bash.
+podman build --format docker --network host "${limits[@]}" "${volumes[@]}" "${build_args[@]}" \
   -f docker/Dockerfile -t "$image" . >>"$log" 2>&1 || {
   say "FAILED: podman build (last lines of $log above)"
   tail -20 "$log"
