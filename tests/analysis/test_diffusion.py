@@ -149,6 +149,9 @@ def test_drift_that_is_not_removed_inflates_D() -> None:
     rng = np.random.default_rng(11)
     walk = random_walk(rng, 32, 300, TIMESTEP_PS, 0.1) + np.linspace(0, 10.0, 301)[:, None, None]
     biased = tracer_diffusion(walk, times(301, TIMESTEP_PS), window_ps=(1.0, 10.0), n_bootstrap=100)
+    # 10 Å in 30 ps along each axis (v = 1/3 Å/ps) adds v²t² to each MSD component: its OLS slope over
+    # 1–10 ps is v² · 11 ps ≈ 1.2 Å²/ps against 2D = 0.2 Å²/ps, so the fitted D is ~7× the truth;
+    # even the interval's lower end must sit above twice it.
     assert biased.ci95_cm2_per_s[0] > 2 * 0.1 * CM2_PER_S_PER_A2_PER_PS
 
 
@@ -160,6 +163,7 @@ def test_result_fields_units_and_determinism() -> None:
     assert first.n_atoms == 40 and first.n_samples == 200 and first.window_rule == WindowRule()
     assert first.window_ps == pytest.approx((0.1, 10.0))  # a pure random walk is diffusive from lag 1 to T/3
     assert first.duration_ps == pytest.approx(30.0) and first.timestep_ps == pytest.approx(0.1)
+    # D is the mean of its components by definition: float64 round-off only.
     assert first.diffusion_cm2_per_s == pytest.approx(np.mean(first.components_cm2_per_s), rel=1e-12)
     assert first.diffusion_A2_per_ps == pytest.approx(first.diffusion_cm2_per_s * 1e4)
     assert first.ci95_cm2_per_s[0] < first.diffusion_cm2_per_s < first.ci95_cm2_per_s[1]
@@ -173,6 +177,7 @@ def test_explicit_window_and_block_average() -> None:
     blocks = tracer_diffusion(walk, times(3001, TIMESTEP_PS), uncertainty="block_average", n_blocks=6)
     assert blocks.n_samples == 6 and "block average" in blocks.method
     for result in (explicit, blocks):
+        # One seeded draw: within 4 of its own standard errors (false alarm ~6e-5 for a normal estimate).
         assert abs(result.diffusion_cm2_per_s - 1e-5) < 4 * result.stderr_cm2_per_s
 
 
