@@ -64,9 +64,11 @@ def test_nernst_einstein_factor_matches_faraday_form() -> None:
     faraday = charge**2 * constants.physical_constants["Faraday constant"][0] ** 2
     expected_S_per_m = faraday * concentration * diffusion * 1e-4 / (constants.R * temperature)
     value = nernst_einstein_conductivity_S_per_cm(diffusion, n_ions, volume, temperature, charge)
+    # Two routes through exact SI constants (CODATA 2018: e, k_B, N_A exact): round-off only; 1e-9
+    # also admits a library that carries k_B in eV/K to its 10 printed digits.
     assert value == pytest.approx(expected_S_per_m / 100, rel=1e-9)
     # By hand: 20 / 870e-30 m⁻³ · (1.602176634e-19 C)² · 3e-10 m²/s / (1.380649e-23 J/K · 500 K) = 25.64 S/m.
-    assert value == pytest.approx(0.2564481, rel=1e-6)
+    assert value == pytest.approx(0.2564481, rel=1e-6)  # the 7 digits worked by hand
     assert BOLTZMANN_EV_PER_K == pytest.approx(8.617333262e-5, rel=1e-9)
 
 
@@ -74,6 +76,7 @@ def test_collective_formula_equals_nernst_einstein_for_uncorrelated_ions() -> No
     # If the charge MSD slope is exactly N q² · 6 D (no cross terms) both routes must agree.
     n_ions, charge = 24, 2.0
     slope = n_ions * charge**2 * 6 * D_A2_PER_PS
+    # The same algebra by two routes: float64 round-off (1e-12) only.
     collective = conductivity_S_per_cm_from_charge_msd_slope(slope, VOLUME_A3, TEMPERATURE_K)
     per_axis = conductivity_S_per_cm_from_charge_msd_slope(slope / 3, VOLUME_A3, TEMPERATURE_K, dimensions=1)
     ne = nernst_einstein_conductivity_S_per_cm(D_A2_PER_PS * 1e-4, n_ions, VOLUME_A3, TEMPERATURE_K, charge)
