@@ -78,6 +78,7 @@ def doubled() -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("quantity", ["D_Li", "MSD_Li"])
+@pytest.mark.slow  # 200 seeded trials per case: ~25 s for both cases together
 def test_false_alarm_rate_for_equal_d(equal: dict[str, list[str]], quantity: str) -> None:
     alarms = equal[quantity].count("disagree")
     agree = equal[quantity].count("agree")
@@ -90,6 +91,7 @@ def test_false_alarm_rate_for_equal_d(equal: dict[str, list[str]], quantity: str
 
 
 @pytest.mark.parametrize("quantity", ["D_Li", "MSD_Li"])
+@pytest.mark.slow
 def test_miss_rate_for_d_differing_by_two(doubled: dict[str, list[str]], quantity: str) -> None:
     misses = TRIALS - doubled[quantity].count("disagree")
     assert misses / TRIALS <= 0.10, (

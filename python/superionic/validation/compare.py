@@ -338,7 +338,10 @@ def compare_activation_energy(
             f"{', '.join(dropped) or 'none'} and {len(usable)} usable temperature(s)"
         )
         factor = max(factors) if factors else None
-        return Verdict(quantity, "undetermined", "fewer than 2 temperatures", detail, factor, None), {
+        # Too few temperatures given at all: more references, not longer runs, settle it.
+        advice = "needs ≥ 2 temperatures" if len({r.temperature_K for _, r in pairs}) < 2 else None
+        verdict = Verdict(quantity, "undetermined", "fewer than 2 temperatures", detail, factor, None, advice)
+        return verdict, {
             "temperatures_K": [r.temperature_K for _, r in usable],
             "dropped": dropped,
         }

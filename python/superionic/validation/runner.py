@@ -77,9 +77,17 @@ def load_reference(path: str | Path, temperature_K: float | None = None) -> Refe
     summary = summary_of(source)
     temperature = temperature_K if temperature_K is not None else find_temperature(source)
     if temperature is None:
+        # Our reference frames carry their thermostat temperature (info temperature_K).
+        try:
+            first = next(iread(str(source), index=":"), None)
+        except Exception as err:  # ase.io raises many types for unreadable input
+            raise ValidationError(f"{source}: ase.io cannot read it ({type(err).__name__}: {err})") from err
+        value = first.info.get("temperature_K") if first is not None else None
+        temperature = float(value) if isinstance(value, (int, float)) else None
+    if temperature is None:
         raise ValidationError(
             f"{source}: temperature unknown (no summary {source.name.split('.')[0]}.json beside it with "
-            "'temperature_K'); give it as FILE@T, e.g. ref.extxyz@1200"
+            "'temperature_K', none in its first frame); give it as FILE@T, e.g. ref.extxyz@1200"
         )
     config = summary.get("config", {})
     timestep = float(summary.get("timestep_fs", 2.0))
@@ -404,7 +412,7 @@ def verdict_table(report: ValidationReport) -> list[str]:
     rows = []
     for v in report.verdicts:
         t = f"{v['temperature_K']:g} K" if v["temperature_K"] is not None else "all"
-        rows.append(f"{t:>8}  {v['quantity']:<16} {v['label']:<34} {v['statistic']}")
+        rows.append(f"{t:>8}  {v['quantity']:<16} {v['label']:<38} {v['statistic']}")
     return rows
 
 

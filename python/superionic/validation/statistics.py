@@ -49,11 +49,14 @@ class Verdict:
     detail: str  # one sentence: numbers, interval of the difference or ratio
     run_longer_factor: float | None = None  # multiply the run length by this (None: not applicable)
     false_alarm_rate: float | None = None  # nominal, of the disagree verdict under equality
+    advice: str | None = None  # what settles an undetermined verdict, when it is not running longer
 
     @property
     def label(self) -> str:
         if self.outcome != "undetermined":
             return self.outcome
+        if self.advice:
+            return f"undetermined: {self.advice}"
         if self.run_longer_factor is not None and math.isfinite(self.run_longer_factor):
             return f"undetermined: run {self.run_longer_factor:.2g}× longer"
         return "undetermined: run longer"
