@@ -124,3 +124,20 @@ def test_perfect_crystal_is_refused(exported):
 def test_unknown_model_is_one_clear_error(tmp_path):
     with pytest.raises(LocalityError, match="neither a labeller"):
         resolve_model(str(tmp_path / "missing.pt"))
+
+
+def test_command_line_writes_outputs_and_refuses_bad_input(exported, tmp_path, capsys):
+    import ase.io
+
+    from superionic.cli import main
+
+    structure = tmp_path / "cell.extxyz"
+    ase.io.write(structure, jittered_lattice((6, 6, 6), spacing=2.3, jitter=0.15, seed=3))
+    args = ["study", "locality", str(structure), "--model", exported, "--radii", "2", "4.5", "6.5"]
+    assert main([*args, "--centres", "1", "--draws", "1", "-o", str(tmp_path / "out")]) == 0
+    loaded = json.loads((tmp_path / "out" / "locality.json").read_text())
+    assert loaded["structure"]["repeat"] == [1, 1, 1]  # 6.5 Å fits in the 13.8 Å cube
+    assert "drops below 1 % of the force RMS at r = " in capsys.readouterr().out
+    # A radius beyond half the width of the cell given explicitly: one line, exit status 2.
+    assert main([*args[:-1], "7.5", "--repeat", "1", "1", "1", "-o", str(tmp_path / "bad")]) == 2
+    assert "--repeat 2 2 2" in capsys.readouterr().err
