@@ -14,6 +14,17 @@ namespace superionic {
 namespace {
 
 constexpr int kMaxL = 4;
+
+// Loops over channels and neurons are short and alias-free; say so, or the compiler keeps them
+// scalar (a dot product is not vectorised without permission to reorder its sum).
+#ifdef _OPENMP
+#define SI_SIMD _Pragma("omp simd")
+#define SI_SIMD_SUM(acc) _Pragma(SI_STR(omp simd reduction(+ : acc)))
+#define SI_STR(x) #x
+#else
+#define SI_SIMD
+#define SI_SIMD_SUM(acc)
+#endif
 constexpr int kMaxBasis = 64;  // the per-edge basis lives on the stack
 
 // Flat index of (l, m) among the harmonics l = 1..l_max: l = 1 starts at 0, l = 2 at 3, ...
@@ -151,7 +162,7 @@ std::vector<Real> as(const std::vector<double> &v) {
 template <typename Real>
 struct Scratch {
   std::vector<Real> u, r, db, h, Y, core;  // per edge of the current atom
-  std::vector<Real> q0, M, q, T, act, grad_a, grad_b, dEdh, dEdY, w;
+  std::vector<Real> basis_sum, radial_w, M, q, T, act, grad_a, grad_b, dEdh, dEdY, w;
   std::vector<int64_t> pair;
 };
 
@@ -197,6 +208,13 @@ SprinterKernel::SprinterKernel(SprinterParams params, KernelPrecision precision)
 
   radial_coeff_f_ = as<float>(p_.radial_coeff);
   angular_coeff_f_ = as<float>(p_.angular_coeff);
+  // [S, S, K, Ca]: the forward pass runs over channels fastest.
+  angular_t_.resize(p_.angular_coeff.size());
+  for (size_t pair = 0; pair < SS; pair++)
+    for (int c = 0; c < Ca; c++)
+      for (int k = 0; k < K; k++)
+        angular_t_[(pair * K + k) * Ca + c] = p_.angular_coeff[(pair * Ca + c) * K + k];
+  angular_t_f_ = as<float>(angular_t_);
   for (size_t k = 0; k < p_.layer_weight.size(); k++) {
     layer_weight_f_.push_back(as<float>(p_.layer_weight[k]));
     layer_bias_f_.push_back(as<float>(p_.layer_bias[k]));
@@ -229,18 +247,26 @@ std::string SprinterKernel::describe() const {
 void SprinterKernel::compute(const double *edge_vec, const int64_t *edge_src, const int64_t *edge_dst,
                              int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_local,
                              double *atom_energy, double *edge_grad) const {
-  if (precision_ == KernelPrecision::Float32)
-    compute_impl<float>(edge_vec, edge_src, edge_dst, n_edges, species, n_atoms, n_local, atom_energy, edge_grad);
+  const bool defaults = p_.angular_channels == 4 && p_.n_basis == 8 && p_.l_max == 4;
+  const bool f32 = precision_ == KernelPrecision::Float32;
+  if (defaults && f32)
+    compute_impl<float, 4, 8, 4>(edge_vec, edge_src, edge_dst, n_edges, species, n_atoms, n_local, atom_energy, edge_grad);
+  else if (defaults)
+    compute_impl<double, 4, 8, 4>(edge_vec, edge_src, edge_dst, n_edges, species, n_atoms, n_local, atom_energy, edge_grad);
+  else if (f32)
+    compute_impl<float, 0, 0, 0>(edge_vec, edge_src, edge_dst, n_edges, species, n_atoms, n_local, atom_energy, edge_grad);
   else
-    compute_impl<double>(edge_vec, edge_src, edge_dst, n_edges, species, n_atoms, n_local, atom_energy, edge_grad);
+    compute_impl<double, 0, 0, 0>(edge_vec, edge_src, edge_dst, n_edges, species, n_atoms, n_local, atom_energy, edge_grad);
 }
 
-template <typename Real>
+template <typename Real, int kCa, int kK, int kL>
 void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_src, const int64_t *edge_dst,
                                   int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_local,
                                   double *atom_energy, double *edge_grad) const {
-  const int S = p_.n_species, K = p_.n_basis, Cr = p_.radial_channels, Ca = p_.angular_channels;
-  const int L = p_.l_max;
+  const int S = p_.n_species, Cr = p_.radial_channels;
+  const int K = kK > 0 ? kK : p_.n_basis;
+  const int Ca = kCa > 0 ? kCa : p_.angular_channels;
+  const int L = kL > 0 ? kL : p_.l_max;
   const int nY = harmonic_offset(L + 1);
   const int D = Cr + L * Ca;
   const int n_layers = static_cast<int>(p_.layer_weight.size());
@@ -278,11 +304,12 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
       if (edge_src[e] < n_local) order[fill[edge_src[e]]++] = e;
   }
 
-  const Real *radial_coeff, *angular_coeff;
+  const Real *radial_coeff, *angular_coeff, *angular_t;
   std::vector<const Real *> weight(n_layers), bias(n_layers);
   if constexpr (sizeof(Real) == sizeof(double)) {
     radial_coeff = p_.radial_coeff.data();
     angular_coeff = p_.angular_coeff.data();
+    angular_t = angular_t_.data();
     for (int k = 0; k < n_layers; k++) {
       weight[k] = p_.layer_weight[k].data();
       bias[k] = p_.layer_bias[k].data();
@@ -290,6 +317,7 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
   } else {
     radial_coeff = radial_coeff_f_.data();
     angular_coeff = angular_coeff_f_.data();
+    angular_t = angular_t_f_.data();
     for (int k = 0; k < n_layers; k++) {
       weight[k] = layer_weight_f_[k].data();
       bias[k] = layer_bias_f_[k].data();
@@ -310,7 +338,8 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
 #endif
   {
     Scratch<Real> s;
-    s.q0.resize(Cr);
+    s.basis_sum.resize(static_cast<size_t>(S) * K);
+    s.radial_w.resize(static_cast<size_t>(S) * K);
     s.M.resize(static_cast<size_t>(Ca) * nY);
     s.T.resize(static_cast<size_t>(Ca) * nY);
     s.q.resize(D);
@@ -337,7 +366,7 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
         s.core.resize(n);
         s.pair.resize(n);
       }
-      std::fill(s.q0.begin(), s.q0.end(), Real(0));
+      std::fill(s.basis_sum.begin(), s.basis_sum.end(), Real(0));
       std::fill(s.M.begin(), s.M.end(), Real(0));
       double core_energy = 0.0;
 
@@ -392,23 +421,27 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
           basis[k] = cs[k] * fc;
           db[k] = -freq[k] / rc * sn[k] * fc + cs[k] * dfc_dr;
         }
-        const Real *C = radial_coeff + pair * Cr * K;
-        for (int c = 0; c < Cr; c++) {
-          Real acc = 0;
-          for (int k = 0; k < K; k++) acc += C[c * K + k] * basis[k];
-          s.q0[c] += acc;
-        }
+        // The radial coefficients depend on the edge only through the neighbour's species: sum the
+        // basis per species first, contract once per atom.
+        Real *B = &s.basis_sum[(pair - si * S) * K];
+        for (int k = 0; k < K; k++) B[k] += basis[k];
         if (L > 0) {
-          const Real *A = angular_coeff + pair * Ca * K;
+          // Channel-fastest layouts: h[c], AT[k][c], M[m][c], T[m][c].
+          const Real *AT = angular_t + pair * Ca * K;
           Real *h = &s.h[t * Ca];
           Real *Y = &s.Y[t * nY];
           harmonics(u, L, Y);
-          for (int c = 0; c < Ca; c++) {
-            Real acc = 0;
-            for (int k = 0; k < K; k++) acc += A[c * K + k] * basis[k];
-            h[c] = acc;
-            Real *Mc = &s.M[c * nY];
-            for (int m = 0; m < nY; m++) Mc[m] += acc * Y[m];
+          for (int c = 0; c < Ca; c++) h[c] = 0;
+          for (int k = 0; k < K; k++) {
+            const Real bk = basis[k];
+            const Real *ATk = AT + k * Ca;
+            SI_SIMD for (int c = 0; c < Ca; c++) h[c] += bk * ATk[c];
+          }
+          Real *M = s.M.data();
+          for (int m = 0; m < nY; m++) {
+            const Real ym = Y[m];
+            Real *Mm = M + m * Ca;
+            SI_SIMD for (int c = 0; c < Ca; c++) Mm[c] += ym * h[c];
           }
         }
         // Core repulsion 0.5 A (R/r^2 - 1)^3 below r = sqrt(R): its gradient is a multiple of v.
@@ -423,14 +456,24 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
       }
 
       // Descriptors and their standardisation.
-      for (int c = 0; c < Cr; c++) s.q[c] = s.q0[c];
-      for (int l = 1; l <= L; l++)
-        for (int c = 0; c < Ca; c++) {
-          const Real *Mc = &s.M[c * nY + harmonic_offset(l)];
+      for (int c = 0; c < Cr; c++) s.q[c] = 0;
+      for (int sj = 0; sj < S; sj++) {
+        const Real *C = radial_coeff + (si * S + sj) * Cr * K;
+        const Real *B = &s.basis_sum[sj * K];
+        for (int c = 0; c < Cr; c++) {
           Real acc = 0;
-          for (int m = 0; m < 2 * l + 1; m++) acc += Mc[m] * Mc[m];
-          s.q[Cr + (l - 1) * Ca + c] = acc;
+          SI_SIMD_SUM(acc) for (int k = 0; k < K; k++) acc += C[c * K + k] * B[k];
+          s.q[c] += acc;
         }
+      }
+      for (int l = 1; l <= L; l++) {
+        Real *ql = &s.q[Cr + (l - 1) * Ca];
+        for (int c = 0; c < Ca; c++) ql[c] = 0;
+        for (int m = harmonic_offset(l); m < harmonic_offset(l + 1); m++) {
+          const Real *Mm = &s.M[m * Ca];
+          SI_SIMD for (int c = 0; c < Ca; c++) ql[c] += Mm[c] * Mm[c];
+        }
+      }
       for (int d = 0; d < D; d++) hidden[d] = (s.q[d] - mean[d]) / stdev[d];
 
       // Per-species MLP, silu between layers; pre-activations kept for the backward pass.
@@ -443,7 +486,8 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
         for (int a = 0; a < in; a++) {
           const Real ha = hidden[a];
           const Real *Wa = W + a * width;
-          for (int o = 0; o < width; o++) next[o] += ha * Wa[o];
+          Real *nx = next.data();
+          SI_SIMD for (int o = 0; o < width; o++) nx[o] += ha * Wa[o];
         }
         if (k + 1 < n_layers) {
           // silu'(a) = sig(a) (1 + a (1 - sig(a))), kept for the backward pass.
@@ -467,8 +511,9 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
         const Real *W = weight[k] + si * in * width;
         for (int a = 0; a < in; a++) {
           const Real *Wa = W + a * width;
+          const Real *ga = s.grad_a.data();
           Real acc = 0;
-          for (int o = 0; o < width; o++) acc += Wa[o] * s.grad_a[o];
+          SI_SIMD_SUM(acc) for (int o = 0; o < width; o++) acc += Wa[o] * ga[o];
           s.grad_b[a] = acc;
         }
         if (k > 0) {
@@ -479,22 +524,30 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
       }
       Real *G = s.grad_a.data();  // dE/dq after the division by the standard deviation
       for (int d = 0; d < D; d++) G[d] /= stdev[d];
-      for (int l = 1; l <= L; l++)
-        for (int c = 0; c < Ca; c++) {
-          const Real g2 = 2 * G[Cr + (l - 1) * Ca + c];
-          for (int m = harmonic_offset(l); m < harmonic_offset(l + 1); m++) s.T[c * nY + m] = g2 * s.M[c * nY + m];
+      for (int l = 1; l <= L; l++) {
+        const Real *Gl = G + Cr + (l - 1) * Ca;
+        for (int m = harmonic_offset(l); m < harmonic_offset(l + 1); m++)
+          for (int c = 0; c < Ca; c++) s.T[m * Ca + c] = 2 * Gl[c] * s.M[m * Ca + c];
+      }
+
+      // dE/d(basis) through the radial descriptors, once per neighbour species.
+      for (int sj = 0; sj < S; sj++) {
+        const Real *C = radial_coeff + (si * S + sj) * Cr * K;
+        Real *Wr = &s.radial_w[sj * K];
+        for (int k = 0; k < K; k++) Wr[k] = 0;
+        for (int c = 0; c < Cr; c++) {
+          const Real g = G[c];
+          const Real *Cc = C + c * K;
+          SI_SIMD for (int k = 0; k < K; k++) Wr[k] += g * Cc[k];
         }
+      }
 
       // Backward per edge: through h and Y (angular), the radial sums and the basis.
       for (int64_t t = 0; t < n; t++) {
         const int64_t e = edge_order ? edge_order[begin + t] : begin + t;
         const int64_t pair = s.pair[t];
-        const Real *C = radial_coeff + pair * Cr * K;
-        for (int k = 0; k < K; k++) s.w[k] = 0;
-        for (int c = 0; c < Cr; c++) {
-          const Real g = G[c];
-          for (int k = 0; k < K; k++) s.w[k] += g * C[c * K + k];
-        }
+        const Real *Wr = &s.radial_w[(pair - si * S) * K];
+        for (int k = 0; k < K; k++) s.w[k] = Wr[k];
         const Real *u = &s.u[3 * t];
         const Real r = s.r[t];
         Real gY[3] = {0, 0, 0};
@@ -502,15 +555,23 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
           const Real *A = angular_coeff + pair * Ca * K;
           const Real *h = &s.h[t * Ca];
           const Real *Y = &s.Y[t * nY];
-          for (int m = 0; m < nY; m++) s.dEdY[m] = 0;
-          for (int c = 0; c < Ca; c++) {
-            const Real *Tc = &s.T[c * nY];
-            Real dh = 0;
-            for (int m = 0; m < nY; m++) {
-              dh += Tc[m] * Y[m];
-              s.dEdY[m] += Tc[m] * h[c];
+          Real *dh = s.dEdh.data();
+          for (int c = 0; c < Ca; c++) dh[c] = 0;
+          for (int m = 0; m < nY; m++) {
+            const Real *Tm = &s.T[m * Ca];
+            const Real ym = Y[m];
+            Real acc = 0;
+            SI_SIMD_SUM(acc) for (int c = 0; c < Ca; c++) {
+              dh[c] += ym * Tm[c];
+              acc += Tm[c] * h[c];
             }
-            for (int k = 0; k < K; k++) s.w[k] += dh * A[c * K + k];
+            s.dEdY[m] = acc;
+          }
+          Real *w = s.w.data();
+          for (int c = 0; c < Ca; c++) {
+            const Real dhc = dh[c];
+            const Real *Ac = A + c * K;
+            SI_SIMD for (int k = 0; k < K; k++) w[k] += dhc * Ac[k];
           }
           harmonics_grad(u, L, s.dEdY.data(), gY);
         }
@@ -526,9 +587,13 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
   }
 }
 
-template void SprinterKernel::compute_impl<double>(const double *, const int64_t *, const int64_t *, int64_t,
-                                                   const int64_t *, int64_t, int64_t, double *, double *) const;
-template void SprinterKernel::compute_impl<float>(const double *, const int64_t *, const int64_t *, int64_t,
-                                                  const int64_t *, int64_t, int64_t, double *, double *) const;
+#define SI_INSTANTIATE(Real, ca, k, l)                                                                   \
+  template void SprinterKernel::compute_impl<Real, ca, k, l>(const double *, const int64_t *, const int64_t *, \
+                                                             int64_t, const int64_t *, int64_t, int64_t,       \
+                                                             double *, double *) const;
+SI_INSTANTIATE(double, 4, 8, 4)
+SI_INSTANTIATE(float, 4, 8, 4)
+SI_INSTANTIATE(double, 0, 0, 0)
+SI_INSTANTIATE(float, 0, 0, 0)
 
 }  // namespace superionic

@@ -66,10 +66,13 @@ class SprinterKernel {
   int num_threads_ = 0;
   bool chebyshev_ = false;  // basis_freq[k] ~ k * basis_freq[1]: cos/sin by recurrence
   std::vector<double> freq_slip_;  // basis_freq[k] - k * basis_freq[1]
-  std::vector<float> radial_coeff_f_, angular_coeff_f_;
+  std::vector<double> angular_t_;  // angular_coeff as [S, S, K, Ca]
+  std::vector<float> radial_coeff_f_, angular_coeff_f_, angular_t_f_;
   std::vector<std::vector<float>> layer_weight_f_, layer_bias_f_;
 
-  template <typename Real>
+  // kCa, kK, kL > 0 fix the angular channels, basis size and l_max at compile time (the trainer's
+  // defaults), so the short channel loops unroll; 0 reads them from the parameters.
+  template <typename Real, int kCa, int kK, int kL>
   void compute_impl(const double *edge_vec, const int64_t *edge_src, const int64_t *edge_dst, int64_t n_edges,
                     const int64_t *species, int64_t n_atoms, int64_t n_local, double *atom_energy,
                     double *edge_grad) const;

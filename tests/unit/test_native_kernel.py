@@ -200,3 +200,24 @@ def test_bad_species_is_an_error(exported) -> None:
     _, loaded = exported(1, 2)
     with pytest.raises(ModelError, match="outside the model's 2 species"):
         loaded.compute_native(*no_edges(np.array([0, 5])))
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_trainer_defaults_take_the_unrolled_path(tmp_path: Path, precision: str) -> None:
+    """The trainer's default hyperparameters (4 angular channels, 8 basis functions, l_max 4) run a
+    compile-time specialised copy of the kernel; it must equal torch like the generic one."""
+    from superionic.models.build import build_model
+    from superionic.models.config import ModelConfig
+
+    model = build_model(ModelConfig(), SPECIES, seed=5)
+    assert (model.angular_channels, model.basis_freq.shape[0], model.l_max) == (4, 8, 4)
+    with torch.no_grad():
+        model.core_radius_sq.fill_(2.3**2)
+        model.descriptor_std.uniform_(0.5, 2.0)
+    export_model(model, tmp_path / "defaults.pt")
+    loaded = Model(str(tmp_path / "defaults.pt"))
+    g = build_graph(lattice(4), model.cutoff, SPECIES)
+    args = (g.edge_vec, g.edge_src, g.edge_dst, g.species, g.n_local)
+    # float32: ~1e3 single-precision operations per edge, relative eps 6e-8
+    assert_close(loaded.compute_native(*args, precision=precision), loaded.compute(*args),
+                 tol=TOL if precision == "float64" else 2e-5)  # fmt: skip
