@@ -17,7 +17,7 @@ from superionic.data.generate import GenerateConfig, GenerationError
 from superionic.data.labellers import LABELLERS, LabellerError
 from superionic.data.materials import MATERIALS, MaterialError
 
-__all__ = ["DATA_ERRORS", "add_data_commands"]
+__all__ = ["DATA_ERRORS", "add_data_commands", "add_structure_options", "oxidation_states", "supercell"]
 
 DATA_ERRORS = (GenerationError, LabellerError, MaterialError)
 
@@ -27,6 +27,38 @@ def _floats(text: str) -> tuple[float, ...]:
         return tuple(float(x) for x in text.replace(",", " ").split())
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from error
+
+
+def oxidation_states(text: str) -> dict[str, int]:
+    """``Li=1,Ge=4,P=5,S=-2`` -> a mapping; argparse turns the error into one line."""
+    out: dict[str, int] = {}
+    for item in text.replace(" ", ",").split(","):
+        if not item:
+            continue
+        element, _, value = item.partition("=")
+        try:
+            out[element.strip()] = int(value)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(
+                f"expected Element=integer pairs such as Li=1,S=-2, got {item!r}"
+            ) from error
+    if not out:
+        raise argparse.ArgumentTypeError("expected Element=integer pairs such as Li=1,S=-2")
+    return out
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from error
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def supercell(text: str) -> tuple[int, int, int]:
+    return _supercell(text)
 
 
 def _supercell(text: str) -> tuple[int, int, int]:
@@ -59,7 +91,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     _limit_threads(args.threads)
     config = GenerateConfig(
-        material=args.material,
+        material=args.structure,
         labeller=args.labeller,
         frames=args.frames,
         temperatures=args.temperatures,
@@ -67,13 +99,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         sample_every=args.sample_every,
         equilibration_steps=args.equilibration_steps,
         seed=args.seed,
-        supercell=args.supercell,
+        **_structure_fields(args),
         device=args.device,
         threads=args.threads,
         output=args.output,
     )
     run = finish_partial if args.finish_partial else generate
-    with _progress(f"{args.material} / {args.labeller}") as progress:
+    with _progress(f"{args.structure} / {args.labeller}") as progress:
         task = progress.add_task("generate", total=args.frames, kind="")
         result = run(
             config,
@@ -99,7 +131,7 @@ def cmd_reference_md(args: argparse.Namespace) -> int:
 
     _limit_threads(args.threads)
     config = ReferenceMDConfig(
-        material=args.material,
+        material=args.structure,
         temperature=args.temperature,
         steps=args.steps,
         labeller=args.labeller,
@@ -108,7 +140,8 @@ def cmd_reference_md(args: argparse.Namespace) -> int:
         equilibration_steps=args.equilibration_steps,
         thermostat=args.thermostat,
         seed=args.seed,
-        supercell=args.supercell,
+        **_structure_fields(args),
+        ion=args.ion,
         device=args.device,
         threads=args.threads,
         output=args.output,
@@ -117,7 +150,7 @@ def cmd_reference_md(args: argparse.Namespace) -> int:
         result = finish_partial(config)
         return _print_reference(result)
     run = extend_reference_md if args.extend else run_reference_md
-    with _progress(f"{args.material} {args.temperature:.0f} K") as progress:
+    with _progress(f"{args.structure} {args.temperature:.0f} K") as progress:
         task = progress.add_task("md", total=None, kind="")
         result = run(
             config, on_progress=lambda done, total: progress.update(task, completed=done, total=total)
@@ -125,17 +158,28 @@ def cmd_reference_md(args: argparse.Namespace) -> int:
     return _print_reference(result)
 
 
+def _structure_fields(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "supercell": args.supercell,
+        "min_width": args.min_width,
+        "draws": args.draws,
+        "oxidation_states": args.oxidation_states,
+        "min_distance": args.min_distance,
+    }
+
+
 def _print_reference(result: Any) -> int:
     s = result.summary
+    ion = s.get("mobile_ion", "Li")
     print(
         json.dumps(
             {
                 "output": str(result.output),
                 "summary": str(result.summary_json),
                 "production_ps": s["production_ps"],
-                "D_Li_cm2_per_s": s["D_Li_cm2_per_s"],
-                "D_Li_ci95_cm2_per_s": s.get("D_Li_ci95_cm2_per_s"),
-                "notes": [n for n in (s.get("note"), s.get("D_Li_note")) if n],
+                f"D_{ion}_cm2_per_s": s[f"D_{ion}_cm2_per_s"],
+                f"D_{ion}_ci95_cm2_per_s": s.get(f"D_{ion}_ci95_cm2_per_s"),
+                "notes": [n for n in (s.get("note"), s.get(f"D_{ion}_note")) if n],
             },
             indent=2,
         )
@@ -143,11 +187,45 @@ def _print_reference(result: Any) -> int:
     return 0
 
 
+def add_structure_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that builds an ordered cell from a structure."""
+    cell = parser.add_mutually_exclusive_group()
+    cell.add_argument("--supercell", type=_supercell, default=None, help="e.g. 2x2x2 (default 1x1x1)")
+    cell.add_argument(
+        "--min-width",
+        type=_positive_float,
+        default=None,
+        metavar="W",
+        help="Å: the smallest supercell whose every perpendicular width is >= W",
+    )
+    parser.add_argument(
+        "--draws", type=int, default=10, help="seeded orderings drawn; the lowest Ewald energy is kept"
+    )
+    parser.add_argument(
+        "--oxidation-states",
+        type=oxidation_states,
+        default=None,
+        metavar="Li=1,S=-2,...",
+        help="formal charges for neutrality and the Ewald criterion (default: from the CIF, else guessed)",
+    )
+    parser.add_argument(
+        "--min-distance",
+        type=float,
+        default=None,
+        metavar="Å",
+        help="no two atoms of equal charge sign closer than this on partial sites (default 1.6 Å)",
+    )
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("material", help=f"one of {', '.join(MATERIALS)} (or its formula)")
+    parser.add_argument(
+        "structure",
+        help=f"a CIF (partial occupancies welcome), POSCAR, extxyz or other ase-readable file, "
+        f"or one of {', '.join(MATERIALS)}",
+    )
     parser.add_argument("--labeller", choices=LABELLERS, default="sevennet")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--supercell", type=_supercell, default=(1, 1, 1), help="e.g. 2x1x1 (default 1x1x1)")
+    parser.add_argument("--seed", type=int, default=0, help="ordering (and MD) seed")
+    add_structure_options(parser)
     parser.add_argument("--device", default="cpu", help="torch device of the labeller (cpu, cuda)")
     parser.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads (default: torch's)")
     parser.add_argument("-o", "--output", type=Path, default=None, help="extxyz.gz path; JSON goes beside it")
@@ -194,5 +272,6 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="continue the finished trajectory at --output (or the default path) to --steps production steps",
     )
     ref.add_argument("--thermostat", choices=["nose-hoover", "langevin"], default="nose-hoover")
+    ref.add_argument("--ion", default="Li", help="the mobile ion whose D the summary reports")
     ref.set_defaults(func=cmd_reference_md)
     return data

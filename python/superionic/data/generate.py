@@ -41,7 +41,8 @@ from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
 import superionic
 from superionic.data.labellers import Labeller, make_labeller
-from superionic.data.materials import MaterialSpec, build_structure, get_material
+from superionic.data.materials import build_cell, structure_name
+from superionic.data.ordering import OrderingReport
 
 __all__ = [
     "GenerateConfig",
@@ -82,27 +83,49 @@ class GenerateConfig:
     equilibration_steps: int = 200
     friction_per_fs: float = 0.01  # Langevin; strong enough to thermalise in ~100 fs
     seed: int = 0
-    supercell: tuple[int, int, int] = (1, 1, 1)
+    supercell: tuple[int, int, int] | None = None  # None: 1x1x1, or what min_width needs
+    min_width: float | None = None  # Å, shortest perpendicular width of the cell
+    draws: int = 10  # ordering draws; the lowest Ewald energy wins
+    oxidation_states: dict[str, int] | None = None
+    min_distance: float | None = None  # Å, the ordering's exclusion (default: the structure's rule)
     device: str = "cpu"
     threads: int | None = None
     output: Path | None = None
 
     def validate(self) -> None:
         if self.frames < 1:
-            raise GenerationError(f"frames must be >= 1, got {self.frames}")
+            raise GenerationError(f"--frames must be >= 1, got {self.frames}")
         if not self.temperatures or min(self.temperatures) <= 0:
-            raise GenerationError(f"temperatures must be positive, got {self.temperatures}")
+            raise GenerationError(f"--temperatures must all be > 0 K, got {list(self.temperatures)}")
         if not 0.0 <= self.strain_fraction < 1.0:
-            raise GenerationError(f"strain_fraction must be in [0, 1), got {self.strain_fraction}")
-        if self.sample_every < 1 or self.equilibration_steps < 0:
-            raise GenerationError("sample_every must be >= 1 and equilibration_steps >= 0")
+            raise GenerationError(f"--strain-fraction must be in [0, 1), got {self.strain_fraction}")
+        if self.sample_every < 1:
+            raise GenerationError(f"--sample-every must be >= 1, got {self.sample_every}")
+        if self.equilibration_steps < 0:
+            raise GenerationError(f"--equilibration-steps must be >= 0, got {self.equilibration_steps}")
         if self.timestep_fs <= 0:
             raise GenerationError(f"timestep_fs must be positive, got {self.timestep_fs}")
+        if self.draws < 1:
+            raise GenerationError(f"--draws must be >= 1, got {self.draws}")
+        if self.threads is not None and self.threads < 1:
+            raise GenerationError(f"--threads must be >= 1, got {self.threads}")
 
     def output_path(self) -> Path:
         if self.output is not None:
             return Path(self.output)
-        return Path("data") / get_material(self.material).name / f"{self.labeller}.extxyz.gz"
+        return Path("data") / structure_name(self.material) / f"{self.labeller}.extxyz.gz"
+
+    def cell(self, seed: int) -> tuple[Atoms, OrderingReport]:
+        """The ordered starting cell for one ordering seed."""
+        return build_cell(
+            self.material,
+            seed=seed,
+            supercell=self.supercell,
+            min_width=self.min_width,
+            draws=self.draws,
+            oxidation_states=self.oxidation_states,
+            min_distance=self.min_distance,
+        )
 
 
 @dataclass
@@ -148,12 +171,19 @@ def label_frame(atoms: Atoms, labeller: Labeller, info: dict[str, Any]) -> Atoms
     return frame
 
 
-def provenance(spec: MaterialSpec, labeller: Labeller, seed: int) -> dict[str, Any]:
+def structure_info(atoms: Atoms, report: OrderingReport) -> dict[str, str]:
+    """Name, formula and literature source of an ordered cell, for provenance."""
+    return {
+        "material": str(atoms.info.get("material", "structure")),
+        "formula": str(atoms.info.get("formula", atoms.get_chemical_formula(empirical=True))),
+        "source": report.citation,
+    }
+
+
+def provenance(info: dict[str, str], labeller: Labeller, seed: int) -> dict[str, Any]:
     """The fields every frame of a material/labeller carries."""
     return {
-        "material": spec.name,
-        "formula": spec.formula,
-        "source": spec.citation,
+        **info,
         "labeller": labeller.name,
         "labeller_version": labeller.version,
         "seed": int(seed),
@@ -276,12 +306,15 @@ def generate(config: GenerateConfig, on_progress: ProgressCallback | None = None
     """Run the sampling plan and write ``config.output_path()`` plus its JSON summary."""
     config.validate()
     set_threads(config.threads)
-    spec = get_material(config.material)
+    # Every ordered cell is built (and every structure problem reported) before the labeller loads.
+    cells = [config.cell(config.seed * 1000 + k) for k in range(len(config.temperatures))]
+    info = structure_info(*cells[0])
     output = config.output_path()
     start_time = time.perf_counter()
     labeller = make_labeller(config.labeller, device=config.device)
+    labeller.check_elements(set(cells[0][0].get_chemical_symbols()), str(config.material))
     rng = np.random.default_rng(config.seed)
-    base_info = provenance(spec, labeller, config.seed)
+    base_info = provenance(info, labeller, config.seed)
 
     n_strain = round(config.frames * config.strain_fraction)
     n_md = config.frames - n_strain
@@ -292,9 +325,13 @@ def generate(config: GenerateConfig, on_progress: ProgressCallback | None = None
         if count == 0:
             continue
         ordering_seed = config.seed * 1000 + k
-        start = build_structure(spec, seed=ordering_seed, supercell=config.supercell)
+        start = cells[k][0]
         log.info(
-            "%s: MD at %.0f K for %d frames (ordering seed %d)", spec.name, temperature, count, ordering_seed
+            "%s: MD at %.0f K for %d frames (ordering seed %d)",
+            info["material"],
+            temperature,
+            count,
+            ordering_seed,
         )
 
         def on_frame(
@@ -314,7 +351,8 @@ def generate(config: GenerateConfig, on_progress: ProgressCallback | None = None
         _md_frames(start, labeller, config, temperature, count, rng, on_frame)
 
     _strained_frames(config, n_strain, collector, labeller, base_info, rng)
-    return _finish(config, spec, labeller, collector, time.perf_counter() - start_time)
+    orderings = [cells[k][1].to_dict() for k, n in enumerate(per_temperature) if n]
+    return _finish(config, info, labeller, collector, time.perf_counter() - start_time, orderings=orderings)
 
 
 def finish_partial(config: GenerateConfig, on_progress: ProgressCallback | None = None) -> GenerateResult:
@@ -322,7 +360,8 @@ def finish_partial(config: GenerateConfig, on_progress: ProgressCallback | None 
     ``.partial`` file and add strained frames from them in the configured proportion."""
     config.validate()
     set_threads(config.threads)
-    spec = get_material(config.material)
+    first_cell = config.cell(config.seed * 1000)
+    info = structure_info(*first_cell)
     output = config.output_path()
     partial = FrameWriter.partial_path(output)
     if not partial.exists():
@@ -333,10 +372,11 @@ def finish_partial(config: GenerateConfig, on_progress: ProgressCallback | None 
     if not frames:
         raise GenerationError(f"{partial}: no MD frames to keep")
     labeller = make_labeller(config.labeller, device=config.device)
-    if frames[0].info.get("material") != spec.name or frames[0].info.get("labeller") != labeller.name:
+    if frames[0].info.get("material") != info["material"] or frames[0].info.get("labeller") != labeller.name:
         raise GenerationError(
             f"{partial}: frames are {frames[0].info.get('material')}/{frames[0].info.get('labeller')}, "
-            f"the command asked for {spec.name}/{labeller.name}; pass the options the run was started with"
+            f"the command asked for {info['material']}/{labeller.name}; "
+            "pass the options the run was started with"
         )
     start_time = time.perf_counter()
     n_strain = round(len(frames) * config.strain_fraction / (1.0 - config.strain_fraction))
@@ -344,7 +384,7 @@ def finish_partial(config: GenerateConfig, on_progress: ProgressCallback | None 
     for frame in frames:
         collector.emit_md(frame, float(frame.info["temperature_K"]))
     rng = np.random.default_rng(config.seed + 7919)  # not the MD's stream, which is gone
-    _strained_frames(config, n_strain, collector, labeller, provenance(spec, labeller, config.seed), rng)
+    _strained_frames(config, n_strain, collector, labeller, provenance(info, labeller, config.seed), rng)
     temperatures = sorted({float(f.info["temperature_K"]) for f in frames})
     planned_md = config.frames - round(config.frames * config.strain_fraction)
     note = (
@@ -352,7 +392,8 @@ def finish_partial(config: GenerateConfig, on_progress: ProgressCallback | None 
         f"MD frames (temperatures reached: {', '.join(f'{t:.0f}' for t in temperatures)} K); "
         f"finished from its partial file with {n_strain} strained frames"
     )
-    return _finish(config, spec, labeller, collector, time.perf_counter() - start_time, note)
+    orderings = [first_cell[1].to_dict()]
+    return _finish(config, info, labeller, collector, time.perf_counter() - start_time, note, orderings)
 
 
 def _strained_frames(
@@ -389,11 +430,12 @@ def _strained_frames(
 
 def _finish(
     config: GenerateConfig,
-    spec: MaterialSpec,
+    info: dict[str, str],
     labeller: Labeller,
     collector: _Collector,
     wall: float,
     note: str | None = None,
+    orderings: list[dict[str, Any]] | None = None,
 ) -> GenerateResult:
     output = config.output_path()
     collector.writer.finish()
@@ -403,9 +445,7 @@ def _finish(
         "frames": collector.writer.count,
         "atoms_per_frame": len(collector.kept[0][0]) if collector.kept else None,
         "counts": collector.counts,
-        "material": spec.name,
-        "formula": spec.formula,
-        "source": spec.citation,
+        **info,
         "labeller": labeller.name,
         "labeller_version": labeller.version,
         "superionic_version": superionic.__version__,
@@ -427,10 +467,11 @@ def _finish(
             "stress": "eV/Å³ (ASE convention, Voigt xx yy zz yz xz xy)",
         },
         "config": _jsonable(asdict(config)),
+        "orderings": orderings or [],
     }
     summary_json = summary_path(output)
     summary_json.write_text(json.dumps(summary, indent=2) + "\n")
-    log.info("%s: wrote %d frames to %s in %.0f s", spec.name, collector.writer.count, output, wall)
+    log.info("%s: wrote %d frames to %s in %.0f s", info["material"], collector.writer.count, output, wall)
     return GenerateResult(output=output, summary_json=summary_json, summary=summary)
 
 

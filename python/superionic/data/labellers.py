@@ -12,6 +12,7 @@ import importlib.metadata
 from dataclasses import dataclass
 
 from ase.calculators.calculator import Calculator
+from ase.data import atomic_numbers, chemical_symbols
 
 __all__ = ["LABELLERS", "Labeller", "LabellerError", "make_labeller"]
 
@@ -31,6 +32,16 @@ class Labeller:
     package: str
     package_version: str
     calculator: Calculator
+    elements: frozenset[str] = frozenset()  # what the pretrained model was trained on
+
+    def check_elements(self, symbols: list[str] | set[str], source: str) -> None:
+        """One line naming the elements this labeller cannot label, before any work starts."""
+        missing = sorted(set(symbols) - self.elements, key=lambda s: atomic_numbers.get(s, 999))
+        if missing:
+            raise LabellerError(
+                f"{source}: {self.model} does not cover {', '.join(missing)}; use the other labeller "
+                f"({', '.join(x for x in LABELLERS if x != self.name)}) or your own DFT labels"
+            )
 
     @property
     def version(self) -> str:
@@ -51,7 +62,9 @@ def _sevennet(device: str) -> Labeller:
 
     # "7net-0" resolves to the checkpoint bundled in the sevenn wheel (no network access).
     calculator = SevenNetCalculator("7net-0", device=device)
-    return Labeller("sevennet", "SevenNet-0", "sevenn", version, calculator)
+    # type_map: atomic number -> model type, one entry per element of its training set.
+    elements = frozenset(chemical_symbols[int(z)] for z in calculator.type_map)
+    return Labeller("sevennet", "SevenNet-0", "sevenn", version, calculator, elements)
 
 
 def _chgnet(device: str) -> Labeller:
@@ -63,7 +76,11 @@ def _chgnet(device: str) -> Labeller:
     # model's GPa stress to eV/Å³ (stress_weight = 1/160.2), which is what ASE expects.
     model = CHGNet.load(use_device=device, verbose=False)
     calculator = CHGNetCalculator(model=model, use_device=device)
-    return Labeller("chgnet", f"CHGNet {model.version or ''}".strip(), "chgnet", version, calculator)
+    # CHGNet's atom embedding and reference energies span Z = 1..94 (AtomRef, max_num_elements).
+    elements = frozenset(chemical_symbols[1:95])
+    return Labeller(
+        "chgnet", f"CHGNet {model.version or ''}".strip(), "chgnet", version, calculator, elements
+    )
 
 
 def make_labeller(name: str, device: str = "cpu") -> Labeller:

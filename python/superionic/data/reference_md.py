@@ -43,10 +43,12 @@ from superionic.data.generate import (
     label_frame,
     provenance,
     set_threads,
+    structure_info,
     summary_path,
 )
 from superionic.data.labellers import Labeller, make_labeller
-from superionic.data.materials import build_structure, get_material
+from superionic.data.materials import build_cell, structure_name
+from superionic.data.ordering import OrderingReport
 
 __all__ = [
     "REFERENCE_WINDOW",
@@ -80,17 +82,31 @@ class ReferenceMDConfig:
     tdamp_fs: float = 100.0  # Nosé–Hoover relaxation time
     friction_per_fs: float = 0.01  # Langevin (equilibration, or production if asked)
     seed: int = 0
-    supercell: tuple[int, int, int] = (1, 1, 1)
+    supercell: tuple[int, int, int] | None = None  # None: 1x1x1, or what min_width needs
+    min_width: float | None = None  # Å
+    draws: int = 10
+    oxidation_states: dict[str, int] | None = None
+    min_distance: float | None = None
+    ion: str = "Li"  # the mobile ion whose D the summary reports
     device: str = "cpu"
     threads: int | None = None
     output: Path | None = None
 
     def validate(self) -> None:
         if self.temperature <= 0:
-            raise GenerationError(f"temperature must be positive, got {self.temperature}")
+            raise GenerationError(f"--temperature must be > 0 K, got {self.temperature}")
+        if self.write_every < 1:
+            raise GenerationError(f"--write-every must be >= 1, got {self.write_every}")
+        if self.equilibration_steps < 0:
+            raise GenerationError(f"--equilibration-steps must be >= 0, got {self.equilibration_steps}")
+        if self.timestep_fs <= 0:
+            raise GenerationError(f"--timestep must be > 0 fs, got {self.timestep_fs}")
+        if self.draws < 1:
+            raise GenerationError(f"--draws must be >= 1, got {self.draws}")
         if self.steps < self.write_every * 10:
             raise GenerationError(
-                f"steps ({self.steps}) must cover at least 10 written frames (write_every {self.write_every})"
+                f"--steps {self.steps} must cover at least 10 written frames (--write-every "
+                f"{self.write_every}): give at least {10 * self.write_every}"
             )
         if self.thermostat not in THERMOSTATS:
             raise GenerationError(f"unknown thermostat {self.thermostat!r}; valid: {', '.join(THERMOSTATS)}")
@@ -98,8 +114,19 @@ class ReferenceMDConfig:
     def output_path(self) -> Path:
         if self.output is not None:
             return Path(self.output)
-        name = get_material(self.material).name
+        name = structure_name(self.material)
         return Path("data") / name / f"reference_md_{self.labeller}_{self.temperature:.0f}K.extxyz.gz"
+
+    def cell(self) -> tuple[Atoms, OrderingReport]:
+        return build_cell(
+            self.material,
+            seed=self.seed,
+            supercell=self.supercell,
+            min_width=self.min_width,
+            draws=self.draws,
+            oxidation_states=self.oxidation_states,
+            min_distance=self.min_distance,
+        )
 
 
 @dataclass
@@ -165,18 +192,24 @@ def run_reference_md(
     """Run the trajectory, write frames and the JSON with D; returns both."""
     config.validate()
     set_threads(config.threads)
-    spec = get_material(config.material)
+    atoms, ordering = config.cell()
+    info = structure_info(atoms, ordering)
+    if config.ion not in atoms.get_chemical_symbols():
+        raise GenerationError(f"--ion {config.ion}: the structure has no {config.ion}; name its mobile ion")
     output = config.output_path()
     start_time = time.perf_counter()
     labeller = make_labeller(config.labeller, device=config.device)
+    labeller.check_elements(set(atoms.get_chemical_symbols()), str(config.material))
     rng = np.random.default_rng(config.seed)
-    atoms = build_structure(spec, seed=config.seed, supercell=config.supercell)
     atoms.calc = labeller.calculator
     thermalize_momenta(atoms, config.temperature, rng=rng)
     Stationary(atoms)
     if config.equilibration_steps:
         log.info(
-            "%s: equilibrating %d steps at %.0f K", spec.name, config.equilibration_steps, config.temperature
+            "%s: equilibrating %d steps at %.0f K",
+            info["material"],
+            config.equilibration_steps,
+            config.temperature,
         )
         _langevin(atoms, config, rng).run(config.equilibration_steps)
         check_not_collapsed(atoms, f"equilibration at {config.temperature:.0f} K")
@@ -185,7 +218,7 @@ def run_reference_md(
         Stationary(atoms)
     dyn = _nose_hoover_or_langevin(atoms, config, rng)
     writer = FrameWriter(output)
-    base_info = {**provenance(spec, labeller, config.seed), "sampling": "reference_md"}
+    base_info = {**provenance(info, labeller, config.seed), "sampling": "reference_md"}
     trajectory, temperatures = _produce(
         atoms, dyn, labeller, config, writer, base_info, first_step=0, on_progress=on_progress
     )
@@ -198,8 +231,9 @@ def run_reference_md(
         masses=atoms.get_masses(),
         trajectory=np.array(trajectory),
         temperatures=temperatures,
-        provenance_fields={"labeller": labeller.name, "labeller_version": labeller.version},
+        provenance_fields={**info, "labeller": labeller.name, "labeller_version": labeller.version},
         wall_s=time.perf_counter() - start_time,
+        ordering=ordering.to_dict(),
     )
 
 
@@ -340,8 +374,9 @@ def extend_reference_md(
         masses=atoms.get_masses(),
         trajectory=np.array([f.positions for f in frames] + new_positions),
         temperatures=[float(f.info["instantaneous_temperature_K"]) for f in frames] + new_temperatures,
-        provenance_fields={"labeller": first["labeller"], "labeller_version": first["labeller_version"]},
+        provenance_fields=_frame_provenance(first),
         wall_s=wall,
+        ordering=previous.get("ordering"),
         note=(
             f"extended from production step {done} to {config.steps}: velocities redrawn from "
             f"Maxwell-Boltzmann at {config.temperature:.0f} K at the seam (t = "
@@ -350,13 +385,19 @@ def extend_reference_md(
     )
 
 
+def _frame_provenance(info: dict[str, Any]) -> dict[str, Any]:
+    """The structure and labeller fields a written frame carries."""
+    keys = ("material", "formula", "source", "labeller", "labeller_version")
+    return {k: info[k] for k in keys if k in info}
+
+
 _PER_FRAME_KEYS = ("instantaneous_temperature_K", "md_step", "time_ps", "energy", "stress", "free_energy")
 
 
 def _check_same_run(path: Path, info: dict[str, Any], config: ReferenceMDConfig, *, labeller: bool) -> None:
     """Refuse to continue or finish a file with a command that describes another run."""
     expected: dict[str, Any] = {
-        "material": get_material(config.material).name,
+        "material": structure_name(config.material),
         "temperature_K": float(config.temperature),
     }
     if labeller:
@@ -391,7 +432,7 @@ def finish_partial(config: ReferenceMDConfig) -> ReferenceMDResult:
         masses=frames[0].get_masses(),
         trajectory=np.array([f.positions for f in frames]),
         temperatures=[float(f.info["instantaneous_temperature_K"]) for f in frames],
-        provenance_fields={"labeller": first["labeller"], "labeller_version": first["labeller_version"]},
+        provenance_fields=_frame_provenance(first),
         wall_s=None,
         note=f"run stopped at production step {last_step} of {config.steps}; finished from its partial file",
     )
@@ -408,21 +449,21 @@ def _summarise(
     provenance_fields: dict[str, str],
     wall_s: float | None,
     note: str | None = None,
+    ordering: dict[str, Any] | None = None,
 ) -> ReferenceMDResult:
-    spec = get_material(config.material)
-    mobile = np.array([s == "Li" for s in symbols])
+    ion = config.ion
+    mobile = np.array([s == ion for s in symbols])
     dt_ps = config.write_every * config.timestep_fs / 1000.0
     framework = remove_drift(trajectory, masses)[:, ~mobile]
     # A framework that moves by Å² over the run has melted: the D above is not a solid's.
     framework_msd = float(np.mean(np.sum((framework[-1] - framework[0]) ** 2, axis=-1)))
     summary = {
         "file": output.name,
-        "material": spec.name,
-        "formula": spec.formula,
-        "source": spec.citation,
         **provenance_fields,
         "atoms": len(symbols),
-        "li_atoms": int(mobile.sum()),
+        "li_atoms": int(mobile.sum()) if ion == "Li" else int(np.sum([s == "Li" for s in symbols])),
+        "mobile_ion": ion,
+        "mobile_atoms": int(mobile.sum()),
         "temperature_K": config.temperature,
         "temperature_mean_K": float(np.mean(temperatures[1:])),
         "temperature_std_K": float(np.std(temperatures[1:])),
@@ -433,19 +474,21 @@ def _summarise(
         "equilibration_ps": config.equilibration_steps * config.timestep_fs / 1000.0,
         "production_ps": (len(trajectory) - 1) * dt_ps,
         "positions": "unwrapped (minimum-image increments accumulated every MD step)",
-        **transport_summary(output),
+        **transport_summary(output, ion=ion),
         "framework_msd_end_A2": framework_msd,
         "wall_time_s": None if wall_s is None else round(wall_s, 1),
         **({"note": note} if note else {}),
         "config": _jsonable(asdict(config)),
+        **({"ordering": ordering} if ordering else {}),
     }
     summary_json = summary_path(output)
     summary_json.write_text(json.dumps(summary, indent=2) + "\n")
     log.info(
-        "%s %.0f K: D(Li) = %s cm²/s over %.1f ps",
-        spec.name,
+        "%s %.0f K: D(%s) = %s cm²/s over %.1f ps",
+        provenance_fields.get("material"),
         config.temperature,
-        summary["D_Li_cm2_per_s"],
+        ion,
+        summary[f"D_{ion}_cm2_per_s"],
         summary["production_ps"],
     )
     return ReferenceMDResult(output=output, summary_json=summary_json, summary=summary)
