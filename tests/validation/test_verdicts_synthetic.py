@@ -4,15 +4,16 @@ Each trial draws two independent Gaussian random-walk runs (tests/analysis/_synt
 walkers — the Li count of the committed 50-atom LGPS reference — and 400 frames, and compares them
 with the same code `superionic validate` runs (``RunTransport.from_arrays`` → ``compare_temperature``).
 
-Rates over 200 seeded trials per case. The verdict's nominal false-alarm rate is 5 % (|z| > 1.96;
-Bonferroni over the MSD lags). Measured here: D 15/200 = 7.5 % (Clopper–Pearson 95 % upper bound
-11 %), MSD 11/200 = 5.5 %; misses of a factor 2: 0/200 for both. The excess over 5 % for D is the
-bootstrap percentile interval's known under-coverage for few atoms (92 % at 64 atoms,
-analysis/diffusion.py), which enters both runs. Bound asserted: ≤ 10 %. Basis: were the true rate
-5 %, Binomial(200, 0.05) exceeds 20 with probability 2e-4, so the bound catches a miscalibrated test
-(a true rate of 15 % passes with probability < 2 %), not sampling noise. A factor 2 is ln 2 ≈ 5.3
-combined log errors (≈ 0.13) at these statistics, so the miss bound is far from binding. The trials
-are seeded: the counts are reproducible, not flaky.
+Rates over 200 seeded trials per case. The verdict's nominal false-alarm rate is 5 % (|z| > 2.02,
+the Student-t threshold for two runs of 20 atoms; Bonferroni over the MSD lags). Measured here:
+D 14/200 = 7.0 % (Clopper–Pearson 95 % upper bound 10.7 %), MSD 9/200 = 4.5 %; misses of a factor
+2: 0/200 for both. The excess over 5 % for D is the bootstrap percentile interval's known
+under-coverage for few atoms (92 % at 64 atoms, analysis/diffusion.py), which enters both runs.
+Bound asserted: ≤ 10 %. Basis: were the true rate 5 %, Binomial(200, 0.05) exceeds 20 with
+probability 1.2e-3, so the bound catches a miscalibrated test (a true rate of 15 % passes with
+probability 2.5 %), not sampling noise. A factor 2 is ln 2 ≈ 5.3 combined log errors (≈ 0.13) at
+these statistics, so the miss bound is far from binding. The trials are seeded: the counts are
+reproducible, not flaky.
 """
 
 from __future__ import annotations
@@ -99,26 +100,34 @@ def test_miss_rate_for_d_differing_by_two(doubled: dict[str, list[str]], quantit
     )
 
 
-def test_too_few_atoms_is_undetermined_with_a_longer_run_that_resolves_it() -> None:
-    # 3 walkers, 100 frames: the intervals cannot tell a factor 2 apart, so the verdict is neither.
-    rng = np.random.default_rng(5)
-    comparison = compare_temperature(
-        _run("model", rng, D, 1, steps=100, walkers=3),
-        _run("reference", rng, D, 2, steps=100, walkers=3),
-        SETTINGS,
-    )
-    verdict = comparison.verdict("D_Li")
-    assert verdict is not None and verdict.outcome == "undetermined", verdict
-    assert verdict.run_longer_factor is not None and verdict.run_longer_factor > 1
-    assert verdict.label.startswith("undetermined: run ")
-    # Follow the advice (rounded up): at that length the same comparison is decided.
-    steps = math.ceil(verdict.run_longer_factor * 100 * 1.5)
-    longer = compare_temperature(
-        _run("model", rng, D, 3, steps=steps, walkers=3),
-        _run("reference", rng, D, 4, steps=steps, walkers=3),
-        SETTINGS,
-    )
-    assert longer.verdict("D_Li").outcome in ("agree", "disagree")  # type: ignore[union-attr]
+def test_too_few_atoms_is_undetermined_and_the_advised_atom_count_decides_it() -> None:
+    # 8 walkers, 60 frames: the intervals often cannot tell a factor 2 apart, so the verdict is neither.
+    undetermined, decided = 0, 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        first = compare_temperature(
+            _run("model", rng, D, 1, steps=60, walkers=8),
+            _run("reference", rng, D, 2, steps=60, walkers=8),
+            SETTINGS,
+        ).verdict("D_Li")
+        assert first is not None
+        if first.more_samples_factor is None:
+            continue
+        undetermined += 1
+        assert first.outcome == "undetermined" and first.more_samples_factor > 1
+        assert first.label.endswith("× more atoms or runs")
+        # Follow the advice: that many times more walkers, same length.
+        walkers = math.ceil(first.more_samples_factor * 8)
+        again = compare_temperature(
+            _run("model", rng, D, 3, steps=60, walkers=walkers),
+            _run("reference", rng, D, 4, steps=60, walkers=walkers),
+            SETTINGS,
+        ).verdict("D_Li")
+        decided += again.outcome in ("agree", "disagree")  # type: ignore[union-attr]
+    # The factor is a point estimate from noisy errors: most, not all, advised runs are decided
+    # (9 of 10 measured when the advice was written).
+    assert undetermined >= 5, undetermined
+    assert decided >= 0.7 * undetermined, (decided, undetermined)
 
 
 def caged_walk(rng: np.random.Generator, n: int, steps: int, d: float, amplitude: float) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from superionic.validation.statistics import (
     linear_verdict,
     log_sigma,
     log_verdict,
+    welch_dof,
 )
 from superionic.validation.transport import RunTransport
 
@@ -85,14 +86,21 @@ def _d_verdict(model: RunTransport, reference: RunTransport, settings: Validatio
     quantity = f"D_{model.ion}"
     missing = [r for r in (model, reference) if r.diffusion is None]
     if missing:
-        parts, factors = [], []
+        parts, factors, noisy = [], [], 0
         for run in missing:
             needed = (run.onset or {}).get("duration_needed_ps")
-            if needed is not None:
+            if needed is not None and needed > run.duration_ps:
                 factors.append(needed / run.duration_ps)
                 parts.append(
                     f"{run.label} run not diffusive ({run.not_diffusive}); from its late MSD slope the "
                     f"window rule needs about {needed:.3g} ps instead of {run.duration_ps:.3g} ps"
+                )
+            elif needed is not None:
+                noisy += 1
+                parts.append(
+                    f"{run.label} run not diffusive ({run.not_diffusive}); its late MSD is already close "
+                    f"to linear (the rule would need only {needed:.3g} ps of its {run.duration_ps:.3g} "
+                    "ps), so noise in the slope, not the length, stops the window rule: more atoms or runs"
                 )
             else:
                 parts.append(
@@ -100,7 +108,10 @@ def _d_verdict(model: RunTransport, reference: RunTransport, settings: Validatio
                     "lags, so no run length can be estimated from it"
                 )
         factor = max(factors) if len(factors) == len(missing) else None
-        return Verdict(quantity, "undetermined", "no D for one or both runs", "; ".join(parts), factor, None)
+        advice = "more atoms or runs (noisy MSD slope)" if noisy == len(missing) else None
+        return Verdict(
+            quantity, "undetermined", "no D for one or both runs", "; ".join(parts), factor, None, advice
+        )
     dm, dr = model.diffusion, reference.diffusion
     assert dm is not None and dr is not None
     sm = log_sigma(dm.diffusion_cm2_per_s, dm.ci95_cm2_per_s, dm.stderr_cm2_per_s)
@@ -114,7 +125,7 @@ def _d_verdict(model: RunTransport, reference: RunTransport, settings: Validatio
         sm,
         dr.diffusion_cm2_per_s,
         sr,
-        quantile=bonferroni_quantile(1, settings.level),
+        quantile=bonferroni_quantile(1, settings.level, welch_dof(sm, dm.n_atoms, sr, dr.n_atoms)),
     )
     verdict = log_verdict(quantity, comparison, settings.resolution, settings.level)
     detail = (
@@ -122,14 +133,7 @@ def _d_verdict(model: RunTransport, reference: RunTransport, settings: Validatio
         f"{dm.ci95_cm2_per_s[1]:.3g}), reference D = {dr.diffusion_cm2_per_s:.3g} "
         f"(95 % {dr.ci95_cm2_per_s[0]:.3g}–{dr.ci95_cm2_per_s[1]:.3g}); {verdict.detail}"
     )
-    return Verdict(
-        verdict.quantity,
-        verdict.outcome,
-        verdict.statistic,
-        detail,
-        verdict.run_longer_factor,
-        settings.level,
-    )
+    return replace(verdict, detail=detail)
 
 
 def _msd_at(run: RunTransport, lag_ps: float, rng: np.random.Generator, n_bootstrap: int) -> dict[str, Any]:
@@ -161,16 +165,24 @@ def _msd_verdict(
             f"the runs at {model.temperature_K:g} K are too short to compare MSDs (longest usable lag "
             f"{longest:.3g} ps): give trajectories of at least a few ps"
         )
-    quantile = bonferroni_quantile(len(lags), settings.level)
+    n_model, n_reference = model.per_atom_msd_A2.shape[0], reference.per_atom_msd_A2.shape[0]
     rng = np.random.default_rng(settings.seed)
     rows, comparisons = [], []
     for lag in lags:
         m = _msd_at(model, lag, rng, settings.n_bootstrap)
         r = _msd_at(reference, lag, rng, settings.n_bootstrap)
-        c = compare_log(m["msd_A2"], m["sigma_ln"], r["msd_A2"], r["sigma_ln"], quantile=quantile)
+        dof = welch_dof(m["sigma_ln"], n_model, r["sigma_ln"], n_reference)
+        c = compare_log(
+            m["msd_A2"],
+            m["sigma_ln"],
+            r["msd_A2"],
+            r["sigma_ln"],
+            bonferroni_quantile(len(lags), settings.level, dof),
+        )
         comparisons.append(c)
         rows.append({"lag_ps": float(lag), "model": m, "reference": r, **c.to_dict()})
-    worst = max(comparisons, key=lambda c: abs(c.z))
+    worst = max(comparisons, key=lambda c: abs(c.z) / c.quantile)
+    quantile = worst.quantile
     longest_lag = comparisons[-1]
     quantity = f"MSD_{model.ion}"
     statistic = (
@@ -187,14 +199,7 @@ def _msd_verdict(
     powered = log_verdict(quantity, longest_lag, settings.resolution, settings.level)
     if powered.outcome == "undetermined":
         return (
-            Verdict(
-                quantity,
-                "undetermined",
-                statistic,
-                detail + "; " + powered.detail,
-                powered.run_longer_factor,
-                settings.level,
-            ),
+            replace(powered, statistic=statistic, detail=detail + "; " + powered.detail),
             rows,
         )
     return Verdict(quantity, "agree", statistic, detail, None, settings.level), rows
@@ -331,7 +336,7 @@ def compare_activation_energy(
         for m, r in pairs:
             for run in (m, r):
                 needed = (run.onset or {}).get("duration_needed_ps")
-                if run.diffusion is None and needed is not None:
+                if run.diffusion is None and needed is not None and needed > run.duration_ps:
                     factors.append(needed / run.duration_ps)
         detail = (
             f"needs D of both model and reference at ≥ 2 temperatures; D undetermined at "
@@ -371,8 +376,6 @@ def compare_activation_energy(
         "reference_fit": {"ln_prefactor": fr.ln_prefactor, "method": fr.method},
     }
     return (
-        Verdict(
-            quantity, verdict.outcome, verdict.statistic, detail, verdict.run_longer_factor, settings.level
-        ),
+        replace(verdict, detail=detail),
         table,
     )

@@ -391,7 +391,8 @@ def _comparison_dict(c: TemperatureComparison) -> dict[str, Any]:
 
 STATISTICS = {
     "D": "z = (ln D_model − ln D_ref) / √(s_m² + s_r²), s = log width of each run's 95 % "
-    "bootstrap-over-atoms interval / 3.92; disagree if |z| > 1.96 (nominal false-alarm rate 5 %); "
+    "bootstrap-over-atoms interval / 3.92; disagree if |z| > t_0.975 (Welch dof from the atom "
+    "counts; 1.96 for many atoms; nominal false-alarm rate 5 %); "
     "agree only if a factor "
     "'resolution' (default 2) would be detected with 80 % power, else undetermined with the run-length "
     "factor (s / s_needed)²",
