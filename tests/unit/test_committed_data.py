@@ -36,8 +36,17 @@ def test_labelled_file_is_valid_training_data_and_matches_its_summary(path: Path
     spec = get_material(path.parent.name)
     assert len(frames) == summary["frames"] and summary["material"] == spec.name
     assert all(f.info["labeller"] == summary["labeller"] for f in frames)
-    counts = {s: frames[0].get_chemical_symbols().count(s) for s in spec.cell_counts}
-    assert counts == dict(spec.cell_counts), "each frame is the ordered conventional cell"
+    # Each frame is the ordered cell: a whole number of formula units of the nominal formula, and
+    # the same composition in every frame.
+    from ase.formula import Formula
+
+    unit = Formula(spec.formula).count()
+    symbols = frames[0].get_chemical_symbols()
+    units = len(symbols) / sum(unit.values())
+    assert units == int(units) and {s: symbols.count(s) for s in set(symbols)} == {
+        s: int(n * units) for s, n in unit.items()
+    }, "each frame is the ordered conventional cell"
+    assert all(f.get_chemical_formula() == frames[0].get_chemical_formula() for f in frames)
     stress = np.array([f.get_stress() for f in frames])
     assert np.isfinite(stress).all() and stress.shape[1] == 6
     kinds = {f.info["sampling"] for f in frames}
