@@ -373,7 +373,8 @@ def validate(
         figure=str(png),
         notes=notes,
     )
-    (output / "validation.json").write_text(json.dumps(asdict(report), indent=2, default=_plain))
+    text = json.dumps(_finite(asdict(report)), indent=2, default=_plain, allow_nan=False)
+    (output / "validation.json").write_text(text)
     return report
 
 
@@ -415,6 +416,19 @@ def verdict_table(report: ValidationReport) -> list[str]:
         t = f"{v['temperature_K']:g} K" if v["temperature_K"] is not None else "all"
         rows.append(f"{t:>8}  {v['quantity']:<16} {v['label']:<38} {v['statistic']}")
     return rows
+
+
+def _finite(value: Any) -> Any:
+    """The report with NaN / inf replaced by null: strict JSON that every reader accepts."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Verdict):
+        return _finite(value.to_dict())
+    return value
 
 
 def _plain(value: Any) -> Any:
