@@ -310,9 +310,13 @@ def main() -> None:
     parser.add_argument("--peers-venv", type=Path, default=DEFAULT_VENV)
     parser.add_argument("--quick", action="store_true", help="3200 atoms only, fewer steps, no .pt2")
     parser.add_argument("--skip-sevennet", action="store_true")
+    parser.add_argument("--skip-lammps", action="store_true", help="only the Python peers (NEP, SevenNet-0)")
+    parser.add_argument("--sizes", default="", help="comma-separated atom counts out of 200,3200,25600")
     args = parser.parse_args()
 
     sizes = [3200] if args.quick else [200, 3200, 25600]
+    if args.sizes:
+        sizes = [int(n) for n in args.sizes.split(",")]
     steps = {200: 200, 3200: 20 if args.quick else 40, 25600: 5}
     rows: list[Row] = []
 
@@ -329,12 +333,12 @@ def main() -> None:
         for n in sizes:
             write_lammps_data(work / f"data.{n}", cell(n), SPECIES)
         export_model(model, work / "sprinter.pt")
-        suffixes = [".pt"] if args.quick else [".pt", ".pt2"]
+        suffixes = [".pt"] if args.quick or args.skip_lammps else [".pt", ".pt2"]
         if ".pt2" in suffixes:
             export_model(model, work / "sprinter.pt2")
         names = " ".join(SPECIES)
         print(format_table([]), flush=True)
-        for n in sizes:
+        for n in [] if args.skip_lammps else sizes:
             for backend, suffix in [("native", ".pt"), *[("torch", s) for s in suffixes]]:
                 pair = f"pair_style superionic backend {backend}\npair_coeff * * sprinter{suffix} {names}"
                 label = "sprinter native kernel" if backend == "native" else f"sprinter {suffix} (libtorch)"
@@ -358,11 +362,9 @@ def main() -> None:
         python = ensure_peer_venv(args.peers_venv)
         for n in sizes:
             note(nep_row(python, work, NepHyper(), n, steps[n]))
-        note(
-            nep_row(
-                python, work, NepHyper(cutoff=(5.0, 5.0), n_max=(8, 4), l_max=(4, 0, 0)), 3200, steps[3200]
-            )
-        )
+        if 3200 in sizes:
+            nep_5 = NepHyper(cutoff=(5.0, 5.0), n_max=(8, 4), l_max=(4, 0, 0))
+            note(nep_row(python, work, nep_5, 3200, steps[3200]))
     if not args.skip_sevennet:
         note(sevennet_row(200, 3, threads=1))
         note(sevennet_row(200, 3, threads=2))
