@@ -25,14 +25,15 @@ from ase.io import write
 from superionic.data.examples import jittered_lattice
 
 SUPERIONIC = [sys.executable, "-m", "superionic.cli"]
-STEPS, EQ_STEPS, DUMP_EVERY, RESTART_EVERY = 1000, 100, 20, 100
-KILL_AFTER = 500  # the kill waits for this restart file, so at most STEPS − KILL_AFTER steps follow the seam
+STEPS, EQ_STEPS, DUMP_EVERY, RESTART_EVERY = 500, 100, 20, 100
+KILL_AFTER = 300  # the kill waits for this restart file, so at most STEPS − KILL_AFTER steps follow the seam
 FRAMES = list(range(EQ_STEPS, STEPS + 1, DUMP_EVERY))
 # After the seam the runs differ by summation order only: the velocities first differ by ~3e-14 Å/ps
-# (a few ulps of ~10 Å/ps) and that grows tenfold per ~100 steps (a Lyapunov time of ~0.09 ps at
-# 1200 K; measured on this cell from a resume at step 500: 3e-14 at step 520, 1.7e-8 Å/ps at step
-# 1000). 1e-5 Å/ps leaves a margin of 500 over 500 steps of growth, while a resume that lost the
-# velocities or the thermostat state, or redrew velocities from the seed, is off by ~1 Å/ps at once.
+# (a few ulps of ~10 Å/ps) and that grows about tenfold per 100 steps (a Lyapunov time of ~0.09 ps
+# at 1200 K). Measured with this model: 4.8e-11 Å/ps 200 steps after a resume at step 300 on this
+# cell, 1.7e-8 Å/ps 500 steps after one on a 64-atom cell. 1e-5 Å/ps leaves a margin of 500 even
+# over 500 steps of growth (≤ 200 here), while a resume that lost the velocities or the thermostat
+# state, or redrew them from the seed, is off by ~1 Å/ps.
 VELOCITY_TOL = 1e-5  # Å/ps
 # Positions are stored in float32 (the writer's default): the chaos-grown difference (≲ 1e-10 Å)
 # stays below their resolution, a few ulps of ~10 Å ≈ 1e-6 Å.
@@ -71,10 +72,15 @@ def kill_group(proc: subprocess.Popen) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.slow  # three 1000-step runs of 64 atoms through the CLI: ~1–2 min on a busy 2-core machine
+@pytest.mark.slow  # three 500-step runs of 125 atoms through the CLI: ~1–2 min on a busy 2-core machine
 def test_killed_and_resumed_run_equals_the_uninterrupted_one(tmp_path: Path, exported) -> None:
     structure = tmp_path / "cell.extxyz"
-    write(structure, jittered_lattice((4, 4, 4), seed=21))
+    # 125 sites (13 Å wide: more than twice the model's 5 Å receptive field) holding five formula
+    # units of Li10GeP2S12, so the cell is charge neutral for `superionic md`'s structure checks.
+    atoms = jittered_lattice((5, 5, 5), seed=21)
+    symbols = ["Li"] * 50 + ["Ge"] * 5 + ["P"] * 10 + ["S"] * 60
+    atoms.set_chemical_symbols(list(np.random.default_rng(21).permutation(symbols)))
+    write(structure, atoms)
     model = exported.path("local")
 
     reference = md_args(structure, model, tmp_path / "straight")
