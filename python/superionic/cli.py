@@ -12,6 +12,7 @@ import torch
 
 from superionic.analysis.errors import AnalysisError
 from superionic.cli_checks import OneLineParser, UsageError, check_arguments
+from superionic.data.commands import DATA_ERRORS, add_structure_options
 from superionic.data.dataset import DataError
 from superionic.data.examples import DEMO_SPECIES
 from superionic.data.graph import GraphError
@@ -39,6 +40,7 @@ USER_ERRORS = (
     MdError,
     AnalysisError,
     LocalityError,
+    *DATA_ERRORS,
 )
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -140,6 +142,13 @@ def cmd_md(args: argparse.Namespace) -> int:
         charges=args.charges,
         output=str(args.output),
         overwrite=args.overwrite,
+        supercell=args.supercell,
+        min_width=args.min_width,
+        ordering_seed=args.ordering_seed,
+        draws=args.draws,
+        oxidation_states=args.oxidation_states,
+        min_distance=args.min_distance,
+        allow_small_cell=args.allow_small_cell,
     )
     columns = (
         TextColumn("{task.description}"),
@@ -404,7 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_export)
 
     md = verbs.add_parser("md", help="production NVT MD in LAMMPS at one or several temperatures")
-    md.add_argument("structure", type=Path, help="any ASE-readable structure")
+    md.add_argument(
+        "structure",
+        type=str,
+        help="a CIF (partial occupancies are ordered), POSCAR, extxyz (first frame) or other ase-readable "
+        "file, or a built-in name (LGPS, LLZO, LYC)",
+    )
     md.add_argument("model", type=Path, help="exported model (.pt or .pt2)")
     md.add_argument("-T", "--temperatures", type=float, nargs="+", required=True, help="K")
     md.add_argument("--steps", type=int, default=50_000, help="total steps from 0, equilibration included")
@@ -419,6 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--charges", type=float, nargs="+", help="formal charge per element, model order")
     md.add_argument("-o", "--output", type=Path, default=Path("runs/md"))
     md.add_argument("--overwrite", action="store_true", help="discard finished or partial runs in the output")
+    add_structure_options(md)
+    md.add_argument("--ordering-seed", type=int, default=0, help="seed of the partial-occupancy ordering")
+    md.add_argument(
+        "--allow-small-cell",
+        action="store_true",
+        help="run a cell narrower than twice the model's receptive field (finite-size artefacts)",
+    )
     md.set_defaults(func=cmd_md)
 
     study = verbs.add_parser("study", help="the guideline studies (docs/science.md)")

@@ -141,19 +141,13 @@ def device_argument(device: str) -> None:
 
 
 def structure_argument(path: str | Path) -> None:
-    path = input_file("structure", path, "structure (CIF, POSCAR, extxyz, LAMMPS data ...)")
-    from ase.io import read
+    """A built-in name, or a readable structure file (CIF with partial occupancies included)."""
+    from superionic.data.structure_input import _builtin_key, load_site_table
 
-    try:
-        atoms = read(str(path))
-    except Exception as err:  # ase raises many types for files it cannot parse
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(
-            f"structure {path}: ASE cannot read it as a structure ({first}); give a CIF, POSCAR, "
-            "extxyz or LAMMPS data file"
-        ) from err
-    if len(atoms) == 0:
-        raise UsageError(f"structure {path}: holds no atoms; give a structure with atoms")
+    if not Path(str(path)).exists() and _builtin_key(str(path)) is not None:
+        return
+    path = input_file("structure", path, "structure (CIF, POSCAR, extxyz, LAMMPS data ...)")
+    load_site_table(str(path))  # one-line StructureError (a user error) for anything unreadable
 
 
 # --- one function per verb -------------------------------------------------------------------

@@ -8,25 +8,49 @@ temperatures (H5MD trajectories) → tracer D, σ and Haven ratio per temperatur
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ase.io import write
+from ase import Atoms
+from ase.io import read, write
 
 from superionic.analysis.diffusion import WindowRule
 from superionic.analysis.errors import NoDiffusiveRegimeError
 from superionic.analysis.report import ArrheniusReport, TransportReport, analyze_trajectory, arrhenius_report
-from superionic.data.materials import build_structure
 from superionic.export import export_model
-from superionic.md.driver import MdConfig, run_md
+from superionic.md.driver import MdConfig, MdError, run_md
 from superionic.train.checkpoint import model_from_checkpoint
 from superionic.train.config import config_from_dict
 from superionic.train.trainer import Progress, Trainer
 
 REPO = Path(__file__).resolve().parents[2]
-LGPS_DATA = REPO / "data" / "LGPS" / "sevennet.extxyz.gz"
+DATA_ENV = "SUPERIONIC_DATA"
+
+
+def data_dir() -> Path:
+    """The committed reference data: ``$SUPERIONIC_DATA``, else ``./data``, else the checkout's ``data/``.
+
+    The data (4.7 MB of labelled frames and reference trajectories) lives in the repository, not in
+    the wheel; an installed package finds it through the environment variable or the working
+    directory, and says so when it cannot.
+    """
+    candidates = [Path(os.environ[DATA_ENV])] if os.environ.get(DATA_ENV) else []
+    candidates += [Path.cwd() / "data", REPO / "data"]
+    for candidate in candidates:
+        if (candidate / "LGPS" / "sevennet.extxyz.gz").is_file():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise MdError(
+        f"the demo's LGPS data (LGPS/sevennet.extxyz.gz) is not in {tried}; run from a superionic "
+        f"checkout or set {DATA_ENV} to its data/ folder"
+    )
+
+
+def lgps_data() -> Path:
+    return data_dir() / "LGPS" / "sevennet.extxyz.gz"
 
 
 @dataclass
@@ -48,6 +72,15 @@ class DemoSettings:
     seed: int = 0
 
 
+def reference_cell(supercell: tuple[int, int, int] = (1, 1, 1)) -> Atoms:
+    """The cell of the labeller's reference trajectories (same Li ordering): their first frame,
+    wrapped, so the model's D and SevenNet-0's D differ only by the potential."""
+    frame = read(lgps_data().parent / "reference_md_sevennet_1200K.extxyz.gz", index=0)
+    atoms = Atoms(frame.get_chemical_symbols(), positions=frame.positions, cell=frame.cell, pbc=True)
+    atoms.wrap()
+    return atoms.repeat(supercell)
+
+
 @dataclass
 class DemoSummary:
     validation_force_rmse_eV_per_A: float
@@ -66,7 +99,7 @@ def reference_comparison(reports: Sequence[TransportReport]) -> dict | None:
     if not reports:
         return None
     hottest = max(reports, key=lambda r: r.temperature_K)
-    path = LGPS_DATA.parent / f"reference_md_sevennet_{hottest.temperature_K:.0f}K.json"
+    path = lgps_data().parent / f"reference_md_sevennet_{hottest.temperature_K:.0f}K.json"
     if not path.exists():
         return None
     reference = json.loads(path.read_text())
@@ -79,7 +112,7 @@ def reference_comparison(reports: Sequence[TransportReport]) -> dict | None:
         "temperature_K": hottest.temperature_K,
         "model_D_cm2_per_s": model,
         "model_ci95_cm2_per_s": list(hottest.tracer["ci95_cm2_per_s"]),
-        "reference_file": str(path.relative_to(REPO)),
+        "reference_file": str(path),
         "reference_D_cm2_per_s": reference["D_Li_cm2_per_s"],
         "reference_ci95_cm2_per_s": [low, high],
         "reference_block_average_ci95_cm2_per_s": block,
@@ -101,7 +134,7 @@ def run_demo(
     start = time.perf_counter()
     config = config_from_dict(
         {
-            "data": {"train": [str(LGPS_DATA)], "val_fraction": 0.1},
+            "data": {"train": [str(lgps_data())], "val_fraction": 0.1},
             "model": {"kind": "sprinter", "cutoff": 5.0, "l_max": 4},
             "training": {"epochs": settings.epochs, "seed": settings.seed, "batch_size": 4, "lr": 0.003},
             "output": str(work / "train"),
@@ -121,7 +154,7 @@ def run_demo(
     on_stage("md")
     start = time.perf_counter()
     structure = work / "lgps.extxyz"
-    write(structure, build_structure("LGPS", seed=settings.seed, supercell=settings.supercell))
+    write(structure, reference_cell(settings.supercell))
     md = run_md(
         MdConfig(
             structure=str(structure),
@@ -135,6 +168,9 @@ def run_demo(
             parallel=settings.parallel,
             output=str(work / "md"),
             overwrite=True,
+            # The labeller's reference runs use this 50-atom cell (8.7 Å wide, less than twice the
+            # 5 Å cutoff); the comparison needs the very same cell, finite-size effects included.
+            allow_small_cell=True,
         ),
         on_step=on_md,
     )

@@ -265,7 +265,7 @@ def test_cli_registers_data_verbs() -> None:
     args = parser.parse_args(
         ["data", "generate", "LGPS", "--labeller", "chgnet", "--frames", "12", "-o", "x.gz"]
     )
-    assert args.frames == 12 and args.labeller == "chgnet" and args.supercell == (1, 1, 1)
+    assert args.frames == 12 and args.labeller == "chgnet" and args.supercell is None  # None: 1x1x1
     args = parser.parse_args(
         ["data", "reference-md", "LGPS", "--temperature", "900", "--steps", "1000", "--supercell", "2x1x1"]
     )

@@ -32,10 +32,12 @@ class Labeller:
     package: str
     package_version: str
     calculator: Calculator
-    elements: frozenset[str] = frozenset()  # what the pretrained model was trained on
+    elements: frozenset[str] | None = None  # what the pretrained model was trained on; None: any
 
     def check_elements(self, symbols: list[str] | set[str], source: str) -> None:
         """One line naming the elements this labeller cannot label, before any work starts."""
+        if self.elements is None:
+            return
         missing = sorted(set(symbols) - self.elements, key=lambda s: atomic_numbers.get(s, 999))
         if missing:
             raise LabellerError(

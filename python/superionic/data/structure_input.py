@@ -178,7 +178,7 @@ def _from_ase_file(path: Path) -> SiteTable:
     except Exception as error:  # ase raises many kinds; all mean "not a structure we can read"
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StructureError(
-            f"{path}: could not be read as a structure ({reason}); give a CIF, POSCAR/CONTCAR or extxyz file"
+            f"{path}: ASE cannot read it as a structure ({reason}); give a CIF, POSCAR/CONTCAR or extxyz file"
         ) from error
     if isinstance(atoms, list):  # some readers ignore index
         atoms = atoms[0]

@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ase.io import read
-
 from superionic import plugin_dir
+from superionic.data.materials import build_cell
+from superionic.data.ordering import perpendicular_widths
 from superionic.export import read_metadata
 from superionic.md.lammps_data import write_lammps_data
 from superionic.md.runner import run_lammps
@@ -56,6 +56,16 @@ class MdConfig:
     charges: list[float] | None = None  # per element of the model's order in the data file
     output: str = "runs/md"
     overwrite: bool = False
+    # How a structure (CIF with partial occupancies included) becomes the simulated cell.
+    supercell: tuple[int, int, int] | None = None
+    min_width: float | None = None  # Å
+    ordering_seed: int = 0
+    draws: int = 10
+    oxidation_states: dict[str, int] | None = None
+    min_distance: float | None = None
+    # A cell narrower than twice the model's receptive field sees one neighbour through several
+    # images: allowed only when asked (e.g. to match a labeller's reference run on the same cell).
+    allow_small_cell: bool = False
 
 
 @dataclass
@@ -78,6 +88,8 @@ class MdSummary:
     ranks: int
     timestep_ps: float
     runs: list[TemperatureRun] = field(default_factory=list)
+    cell_widths_A: list[float] = field(default_factory=list)
+    ordering: dict | None = None
 
 
 def newest_restart(directory: Path) -> tuple[Path, int] | None:
@@ -107,11 +119,25 @@ def _elements(
 
 def run_md(config: MdConfig, on_step: Callable[[float, int, int], None] | None = None) -> MdSummary:
     structure_path = Path(config.structure)
-    if not structure_path.exists():
-        raise MdError(f"{structure_path}: no such structure file")
-    atoms = read(str(structure_path))
+    atoms, ordering = build_cell(
+        config.structure,
+        seed=config.ordering_seed,
+        supercell=config.supercell,
+        min_width=config.min_width,
+        draws=config.draws,
+        oxidation_states=config.oxidation_states,
+        min_distance=config.min_distance,
+    )
     model_path = Path(config.model).resolve()
     meta = read_metadata(model_path)
+    widths = perpendicular_widths(atoms.cell.array)
+    needed = 2.0 * float(meta.receptive_field)
+    if widths.min() < needed and not config.allow_small_cell:
+        raise MdError(
+            f"{structure_path}: the cell is {widths.min():.2f} Å wide, but the model's receptive field "
+            f"{meta.receptive_field:g} Å needs >= {needed:g} Å (minimum image); use --min-width {needed:g} "
+            "or a --supercell, or --allow-small-cell to run this cell anyway"
+        )
     elements = _elements(
         set(atoms.get_chemical_symbols()), meta.species, str(structure_path), str(model_path)
     )
@@ -123,7 +149,15 @@ def run_md(config: MdConfig, on_step: Callable[[float, int, int], None] | None =
         raise MdError(f"steps ({config.steps}) must exceed eq_steps ({config.eq_steps}): steps counts from 0")
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
-    summary = MdSummary(str(structure_path), str(model_path), len(atoms), config.nprocs, config.timestep_ps)
+    summary = MdSummary(
+        str(structure_path),
+        str(model_path),
+        len(atoms),
+        config.nprocs,
+        config.timestep_ps,
+        cell_widths_A=[round(float(w), 4) for w in widths],
+        ordering=ordering.to_dict(),
+    )
     if config.parallel < 1:
         raise MdError(f"parallel = {config.parallel}: run at least one temperature at a time")
     # Runs side by side share the cores: give each rank its share of torch threads so that
