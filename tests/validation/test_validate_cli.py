@@ -54,8 +54,9 @@ def test_validate_short_model_run_against_the_1200K_reference(
     out = tmp_path / "validate"
     args = ["validate", str(tiny_model), "--reference", str(REFERENCE), "--production-ps", "2.5"]
     code = main([*args, "--equilibration-ps", "0.5", "-o", str(out)])
-    printed = capsys.readouterr().out
-    assert code == 0, printed
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert code == 0, captured.err
     report = json.loads((out / "validation.json").read_text())
     assert (out / "validation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (temperature,) = report["temperatures"]

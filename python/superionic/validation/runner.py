@@ -16,7 +16,7 @@ import json
 import math
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -207,24 +207,26 @@ def _model_md(
         atoms = next(iread(str(first.path), index=":"))
         atoms.wrap()  # the reference stores unwrapped positions; LAMMPS wants them in the box
         write(structure, atoms)
-        summary = run_md(
-            MdConfig(
-                structure=str(structure),
-                model=str(model),
-                temperatures=[r.temperature_K for r in members],
-                steps=steps,
-                eq_steps=eq_steps,
-                timestep_ps=dt,
-                dump_every=every,
-                restart_every=max(every, steps // 4),
-                nprocs=request.nprocs,
-                parallel=request.parallel,
-                seed=request.seed,
-                output=str(Path(request.output) / "md"),
-                overwrite=request.overwrite,
-            ),
-            on_step=on_step,
-        )
+        settings: dict[str, Any] = {
+            "structure": str(structure),
+            "model": str(model),
+            "temperatures": [r.temperature_K for r in members],
+            "steps": steps,
+            "eq_steps": eq_steps,
+            "timestep_ps": dt,
+            "dump_every": every,
+            "restart_every": max(every, steps // 4),
+            "nprocs": request.nprocs,
+            "parallel": request.parallel,
+            "seed": request.seed,
+            "output": str(Path(request.output) / "md"),
+            "overwrite": request.overwrite,
+        }
+        if "allow_small_cell" in {f.name for f in fields(MdConfig)}:
+            # The reference ran on this very cell: a cell narrower than twice the receptive field is
+            # what is being compared, like for like (the pair style handles the images exactly).
+            settings["allow_small_cell"] = True
+        summary = run_md(MdConfig(**settings), on_step=on_step)
         for run in summary.runs:
             out[run.temperature_K] = run.trajectory
         notes.append(
