@@ -311,6 +311,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3200 atoms only, fewer steps, no .pt2")
     parser.add_argument("--skip-sevennet", action="store_true")
     parser.add_argument("--skip-lammps", action="store_true", help="only the Python peers (NEP, SevenNet-0)")
+    parser.add_argument("--torch-max-atoms", type=int, default=25600, help="skip .pt/.pt2 rows above this")
     parser.add_argument("--sizes", default="", help="comma-separated atom counts out of 200,3200,25600")
     args = parser.parse_args()
 
@@ -334,12 +335,13 @@ def main() -> None:
             write_lammps_data(work / f"data.{n}", cell(n), SPECIES)
         export_model(model, work / "sprinter.pt")
         suffixes = [".pt"] if args.quick or args.skip_lammps else [".pt", ".pt2"]
-        if ".pt2" in suffixes:
+        if ".pt2" in suffixes and min(sizes) <= args.torch_max_atoms:
             export_model(model, work / "sprinter.pt2")
         names = " ".join(SPECIES)
         print(format_table([]), flush=True)
         for n in [] if args.skip_lammps else sizes:
-            for backend, suffix in [("native", ".pt"), *[("torch", s) for s in suffixes]]:
+            torch_rows = [("torch", s) for s in suffixes] if n <= args.torch_max_atoms else []
+            for backend, suffix in [("native", ".pt"), *torch_rows]:
                 pair = f"pair_style superionic backend {backend}\npair_coeff * * sprinter{suffix} {names}"
                 label = "sprinter native kernel" if backend == "native" else f"sprinter {suffix} (libtorch)"
                 layouts = [(1, 1)]
