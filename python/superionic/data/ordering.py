@@ -338,6 +338,8 @@ def order_cell(table: SiteTable, request: CellRequest | None = None) -> tuple[At
     else:
         reps = (1, 1, 1)
     reps = (reps[0], reps[1], reps[2])
+    if not table.disordered:
+        return _ordered_input(table, request, reps)
     oxidation, oxidation_from = _oxidation_states(table, request)
     plan = _plan(table, reps, oxidation, request)
     if plan.problem is not None:
@@ -417,6 +419,48 @@ def order_cell(table: SiteTable, request: CellRequest | None = None) -> tuple[At
     atoms.info.update(
         material=table.name,
         formula=table.formula or _reduced_formula(report.composition),
+        source=table.source,
+        citation=table.citation,
+        ordering_seed=int(request.seed),
+        supercell=list(reps),
+    )
+    return atoms, report
+
+
+def _ordered_input(
+    table: SiteTable, request: CellRequest, reps: tuple[int, int, int]
+) -> tuple[Atoms, OrderingReport]:
+    """An ordered file is used as it is (repeated): no counts to choose, no charges needed, atoms
+    in the file's order."""
+    symbols = [next(iter(occ)) for occ in table.occupancy]
+    atoms = Atoms(symbols, scaled_positions=table.frac, cell=table.cell, pbc=True).repeat(reps)
+    composition = {e: int(atoms.get_chemical_symbols().count(e)) for e in table.elements}
+    report = OrderingReport(
+        source=table.source,
+        citation=table.citation,
+        seed=int(request.seed),
+        supercell=list(reps),
+        atoms=len(atoms),
+        composition=composition,
+        composition_from_occupancies={e: float(n) for e, n in composition.items()},
+        oxidation_states={},
+        oxidation_states_from="not needed: every site is fully occupied",
+        adjustments=[],
+        families=[],
+        min_distance_rule_A=table.rules.min_distance,
+        family_min_distance_rules=[],
+        draws=0,
+        chosen_draw=0,
+        criterion="none: the input is ordered",
+        criterion_values_eV=[],
+        shortest_distances_A=shortest_distances(atoms),
+        cell_widths_A=[round(float(w), 4) for w in perpendicular_widths(atoms.cell.array)],
+        disordered=False,
+        notes=table.notes,
+    )
+    atoms.info.update(
+        material=table.name,
+        formula=table.formula or _reduced_formula(composition),
         source=table.source,
         citation=table.citation,
         ordering_seed=int(request.seed),
