@@ -96,8 +96,12 @@ void PairSuperionic::settings(int narg, char **arg)
       if (value != "auto" && value != "native" && value != "torch")
         error->all(FLERR, "pair_style superionic: backend must be auto, native or torch, not '{}'", value);
       backend_request = value;
+    } else if (key == "precision") {
+      if (value != "model" && value != "float32" && value != "float64")
+        error->all(FLERR, "pair_style superionic: precision must be model, float32 or float64, not '{}'", value);
+      kernel_precision = value;
     } else {
-      error->all(FLERR, "pair_style superionic: unknown keyword '{}'; valid keywords are device, threads, debug/edges, backend, gpus_per_node, allow_oversubscribe", key);
+      error->all(FLERR, "pair_style superionic: unknown keyword '{}'; valid keywords are device, threads, debug/edges, backend, gpus_per_node, allow_oversubscribe, precision", key);
     }
     iarg += 2;
   }
@@ -152,6 +156,14 @@ void PairSuperionic::coeff(int narg, char **arg)
   if (backend_request == "native" || (backend_request == "auto" && model->device() == "cpu"))
     kernel = model->native_kernel();
   if (kernel) kernel->set_num_threads(threads_per_rank);
+  if (kernel_precision != "model") {
+    if (!kernel)
+      error->all(FLERR, "pair_style superionic precision {}: applies to the native kernel only, which {} does not use; remove the keyword",
+                 kernel_precision, path);
+    // float32 arithmetic with float64 energy sums; forces agree with float64 to ~1e-6 relative.
+    kernel->set_precision(kernel_precision == "float32" ? superionic::KernelPrecision::Float32
+                                                        : superionic::KernelPrecision::Float64);
+  }
   cutoff = meta.cutoff;
   receptive_field = meta.receptive_field;
   message_passing = receptive_field > cutoff;

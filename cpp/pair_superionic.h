@@ -39,6 +39,7 @@ class PairSuperionic : public Pair {
   int gpus_per_node = 0;
   bool allow_oversubscribe = false;
   std::string backend_request = "auto";     // auto: the native kernel where the model has one
+  std::string kernel_precision = "model";  // the native kernel's arithmetic: model, float32, float64
   superionic::SprinterKernel *kernel = nullptr;  // owned by model; null: the torch path
   int threads_per_rank = 1;
   int num_threads = 0;  // 0: leave libtorch's choice, unless several ranks share the node

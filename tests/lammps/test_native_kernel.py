@@ -104,3 +104,25 @@ def test_bad_backend_is_one_line(tmp_path: Path, model_file) -> None:
 
     with pytest.raises(LammpsError, match="backend must be auto, native or torch, not 'gpu'"):
         single_point(tmp_path, cell(4), model_file(4, 4), pair_style="superionic backend gpu")
+
+
+def test_float32_kernel_in_lammps(tmp_path: Path, model_file) -> None:
+    """precision float32: single-precision arithmetic, float64 energy sums, against float64."""
+    path = model_file(4, 4)
+    f64 = run(tmp_path / "f64", path, 4, 2, None)
+    f32 = single_point(
+        tmp_path / "f32", cell(4), path, nprocs=2, pair_style="superionic backend native precision float32"
+    )
+    assert "native sprinter kernel (float32" in f32.output
+    # ~1e3 float32 operations per edge at eps 6e-8 (measured: ~1e-6 relative)
+    assert f32.energy == pytest.approx(f64.energy, rel=1e-5)
+    assert np.abs(f32.forces - f64.forces).max() <= 2e-5 * np.abs(f64.forces).max()
+
+
+def test_precision_needs_the_kernel(tmp_path: Path, model_file) -> None:
+    from superionic.md.runner import LammpsError
+
+    with pytest.raises(LammpsError, match="precision float32: applies to the native kernel only"):
+        single_point(
+            tmp_path, cell(4), model_file(4, 4), pair_style="superionic backend torch precision float32"
+        )
