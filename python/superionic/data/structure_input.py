@@ -293,3 +293,29 @@ def _check_table(table: SiteTable) -> None:
             raise StructureError(
                 f"{table.source}: site {label} has occupancy {total:g}; occupancies must be > 0"
             )
+    _check_overlaps(table)
+
+
+# Below this two fully occupied sites are one atom typed twice (no bond is shorter than H2's 0.74 Å).
+OVERLAP_DISTANCE = 0.5
+
+
+def _check_overlaps(table: SiteTable) -> None:
+    full = np.array([not _is_partial(occ) for occ in table.occupancy])
+    if full.sum() < 2:
+        return
+    from vesin import NeighborList
+
+    positions = table.frac[full] @ table.cell
+    i, j, d = NeighborList(cutoff=OVERLAP_DISTANCE, full_list=False).compute(
+        points=positions, box=table.cell, periodic=True, quantities="ijd"
+    )
+    if len(d):
+        k = int(np.argmin(d))
+        index = np.where(full)[0]
+        a, b = int(index[i[k]]), int(index[j[k]])
+        names = [table.family_labels[table.family[x]] for x in (a, b)]
+        raise StructureError(
+            f"{table.source}: sites {a + 1} ({names[0]}) and {b + 1} ({names[1]}) are {d[k]:.2f} Å apart, "
+            "both fully occupied; fix the coordinates, or give the occupancies if they are alternatives"
+        )

@@ -130,6 +130,9 @@ def run_md(config: MdConfig, on_step: Callable[[float, int, int], None] | None =
     )
     model_path = Path(config.model).resolve()
     meta = read_metadata(model_path)
+    elements = _elements(
+        set(atoms.get_chemical_symbols()), meta.species, str(structure_path), str(model_path)
+    )
     widths = perpendicular_widths(atoms.cell.array)
     needed = 2.0 * float(meta.receptive_field)
     if widths.min() < needed and not config.allow_small_cell:
@@ -138,9 +141,6 @@ def run_md(config: MdConfig, on_step: Callable[[float, int, int], None] | None =
             f"{meta.receptive_field:g} Å needs >= {needed:g} Å (minimum image); use --min-width {needed:g} "
             "or a --supercell, or --allow-small-cell to run this cell anyway"
         )
-    elements = _elements(
-        set(atoms.get_chemical_symbols()), meta.species, str(structure_path), str(model_path)
-    )
     if config.charges is not None and len(config.charges) != len(elements):
         raise MdError(
             f"charges: give one per element present ({', '.join(elements)}), got {len(config.charges)}"
