@@ -76,3 +76,46 @@ def ewald_energy(
 
     self_term = -alpha / math.sqrt(math.pi) * float(np.sum(charges**2))
     return COULOMB_EV_A * (real + recip + self_term)
+
+
+def ewald_matrix(cell: np.ndarray, positions: np.ndarray, accuracy: float = math.sqrt(12.0)) -> np.ndarray:
+    """The pair matrix M (eV/e²) with E = ½ qᵀ M q for any neutral set of charges q on these sites.
+
+    Same splitting and cut-offs as :func:`ewald_energy`; the diagonal holds each site's interaction
+    with its own images and the self term, so swapping charges between sites changes the energy
+    by a closed form (see :mod:`superionic.data.ordering`).
+    """
+    cell = np.asarray(cell, dtype=float)
+    positions = np.asarray(positions, dtype=float)
+    n = len(positions)
+    alpha, r_cut, k_cut = _alpha_and_cutoffs(cell, n, accuracy)
+    volume = abs(np.linalg.det(cell))
+    from vesin import NeighborList
+
+    i, j, d = NeighborList(cutoff=r_cut, full_list=True).compute(
+        points=positions, box=cell, periodic=True, quantities="ijd"
+    )
+    matrix = np.zeros((n, n))
+    np.add.at(matrix, (i, j), erfc(alpha * d) / d)
+
+    reciprocal = 2.0 * math.pi * np.linalg.inv(cell).T
+    widths = 2.0 * math.pi / np.linalg.norm(reciprocal, axis=1)
+    limits = np.ceil(k_cut * widths / (2.0 * math.pi)).astype(int)
+    grid = np.stack(np.meshgrid(*[np.arange(-m, m + 1) for m in limits], indexing="ij"), axis=-1).reshape(
+        -1, 3
+    )
+    # Half of k-space: cos(k·r) is even in k, so each ±k pair counts twice.
+    first = np.argmax(grid != 0, axis=1)
+    grid = grid[np.any(grid != 0, axis=1) & (grid[np.arange(len(grid)), first] > 0)]
+    kvec = grid @ reciprocal
+    k2 = np.einsum("ij,ij->i", kvec, kvec)
+    keep = k2 < k_cut**2
+    kvec, k2 = kvec[keep], k2[keep]
+    weight = 2.0 * 4.0 * math.pi / volume * np.exp(-k2 / (4.0 * alpha**2)) / k2
+    for start in range(0, len(kvec), 1024):
+        phase = positions @ kvec[start : start + 1024].T
+        w = weight[start : start + 1024]
+        c, s = np.cos(phase), np.sin(phase)
+        matrix += (c * w) @ c.T + (s * w) @ s.T
+    matrix[np.diag_indices(n)] -= 2.0 * alpha / math.sqrt(math.pi)
+    return COULOMB_EV_A * matrix

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from superionic.data.ewald import ewald_energy
+from superionic.data.ewald import ewald_energy, ewald_matrix
 from superionic.data.structure_input import SiteTable, StructureError, _is_partial
 
 __all__ = [
@@ -59,6 +59,7 @@ class CellRequest:
     draws: int = 10
     oxidation_states: dict[str, int] | None = None
     balance: str | None = None
+    relax: bool = True  # lower each draw's Ewald energy by exclusion-respecting swaps
     occupancy_tolerance: float = 0.05
     composition_tolerance: float = 0.02
 
@@ -363,6 +364,7 @@ def order_cell(table: SiteTable, request: CellRequest | None = None) -> tuple[At
     fixed = full | np.isin(family, list(every_site))
     counts = {f: per for f, per in plan.counts.items() if f not in every_site}
     neighbours, forbidden = _conflict_graph(table, cell, positions, family, sign, fixed)
+    pair_matrix: np.ndarray | None = None
     draws: list[list[tuple[int, str]]] = []
     energies: list[float] = []
     for k in range(request.draws):
@@ -384,6 +386,12 @@ def order_cell(table: SiteTable, request: CellRequest | None = None) -> tuple[At
             elements = [el for el, n in plan.counts[f].items() for _ in range(n)]
             chosen = chosen + list(
                 zip(sites.tolist(), [elements[i] for i in rng.permutation(len(elements))], strict=True)
+            )
+        if request.relax:
+            if pair_matrix is None:
+                pair_matrix = ewald_matrix(cell, positions)
+            chosen = _relax(
+                chosen, full, family, occupancy, oxidation, set(plan.counts), neighbours, pair_matrix, rng
             )
         draws.append(chosen)
         symbols, keep = _assemble(full, family, occupancy, chosen)
@@ -409,7 +417,12 @@ def order_cell(table: SiteTable, request: CellRequest | None = None) -> tuple[At
         family_min_distance_rules=[list(r) for r in table.rules.family_min_distance],
         draws=request.draws,
         chosen_draw=best,
-        criterion="Ewald energy of the formal charges (lowest wins)",
+        criterion=(
+            "Ewald energy of the formal charges, each draw annealed and relaxed by exclusion-respecting "
+            "swaps (lowest wins)"
+            if request.relax
+            else "Ewald energy of the formal charges (lowest wins)"
+        ),
         criterion_values_eV=[round(e, 6) for e in energies],
         shortest_distances_A=shortest_distances(atoms),
         cell_widths_A=[round(float(w), 4) for w in perpendicular_widths(cell)],
@@ -620,6 +633,161 @@ def _draw(
         elements = [elements[k] for k in rng.permutation(len(elements))]
         chosen.extend(zip(picked, elements, strict=True))
     return chosen
+
+
+def _relax(
+    chosen: list[tuple[int, str]],
+    full: np.ndarray,
+    family: np.ndarray,
+    occupancy: list[dict[str, float]],
+    oxidation: dict[str, int],
+    families: set[int],
+    neighbours: list[np.ndarray],
+    pair_matrix: np.ndarray,
+    rng: np.random.Generator,
+    max_swaps: int | None = None,
+) -> list[tuple[int, str]]:
+    """Steepest descent of the Ewald energy over swaps of two sites of one family (an atom and a
+    vacancy, or two elements), never creating a clash. With E = ½ qᵀMq and V = Mq, exchanging the
+    charges of sites s and t (d = q_t - q_s) changes E by d (V_s - V_t) + ½ d² (M_ss + M_tt - 2 M_st)."""
+    n = len(family)
+    symbol = np.array([""] * n, dtype=object)
+    for i in np.where(full)[0]:
+        symbol[i] = next(iter(occupancy[i]))
+    for i, element in chosen:
+        symbol[i] = element
+    charge = np.array([float(oxidation[x]) if x else 0.0 for x in symbol])
+    potential = pair_matrix @ charge
+    occupied = symbol != ""
+    members = {f: np.where(family == f)[0] for f in families}
+    conflict = {}
+    for f, sites in members.items():
+        local = {int(x): k for k, x in enumerate(sites)}
+        matrix = np.zeros((len(sites), len(sites)), dtype=bool)
+        for k, x in enumerate(sites):
+            for y in neighbours[x]:
+                if int(y) in local:
+                    matrix[k, local[int(y)]] = True
+        conflict[f] = matrix
+    # Occupied neighbours of each site (only partial-family sites can clash; fixed ones are excluded).
+    clashes = np.zeros(n, dtype=int)
+    for x in np.where(occupied & ~full)[0]:
+        clashes[neighbours[x]] += 1
+    _anneal(symbol, charge, potential, clashes, members, conflict, neighbours, pair_matrix, rng)
+    occupied = symbol != ""
+    limit = max_swaps if max_swaps is not None else 20 * int(sum(len(v) for v in members.values()))
+    for _ in range(limit):
+        best = (-1e-9, None)
+        for f, sites in members.items():
+            q = charge[sites]
+            d = q[None, :] - q[:, None]  # d[a, b] = q_t - q_s for s = sites[a], t = sites[b]
+            if not np.any(d):
+                continue
+            m = pair_matrix[np.ix_(sites, sites)]
+            diag = np.diag(m)
+            v = potential[sites]
+            delta = d * (v[:, None] - v[None, :]) + 0.5 * d**2 * (diag[:, None] + diag[None, :] - 2.0 * m)
+            occ = occupied[sites]
+            moves = occ[:, None] != occ[None, :]  # an atom moves into a vacancy
+            c = clashes[sites]
+            # The atom lands on the vacant site; it must not clash with anyone but the site it left.
+            lands_ok = np.where(
+                occ[:, None], (c[None, :] - conflict[f]) == 0, (c[:, None] - conflict[f]) == 0
+            )
+            allowed = (d != 0) & (~moves | lands_ok)
+            delta = np.where(allowed, delta, np.inf)
+            k = int(np.argmin(delta))
+            if delta.flat[k] < best[0]:
+                a, b = divmod(k, len(sites))
+                best = (float(delta.flat[k]), (int(sites[a]), int(sites[b])))
+        if best[1] is None:
+            break
+        s_site, t_site = best[1]
+        d = charge[t_site] - charge[s_site]
+        potential += d * (pair_matrix[:, s_site] - pair_matrix[:, t_site])
+        charge[s_site], charge[t_site] = charge[t_site], charge[s_site]
+        for site, now in ((s_site, symbol[t_site]), (t_site, symbol[s_site])):
+            if occupied[site] and not now:
+                clashes[neighbours[site]] -= 1
+            if not occupied[site] and now:
+                clashes[neighbours[site]] += 1
+        symbol[s_site], symbol[t_site] = symbol[t_site], symbol[s_site]
+        occupied = symbol != ""
+    return [(int(i), str(symbol[i])) for f in families for i in members[f] if symbol[i]]
+
+
+def _anneal(
+    symbol: np.ndarray,
+    charge: np.ndarray,
+    potential: np.ndarray,
+    clashes: np.ndarray,
+    members: dict[int, np.ndarray],
+    conflict: dict[int, np.ndarray],
+    neighbours: list[np.ndarray],
+    pair_matrix: np.ndarray,
+    rng: np.random.Generator,
+) -> None:
+    """Simulated annealing over the same swaps (in place), so that the descent that follows starts
+    in a deep basin: single swaps alone stop in the first local minimum. The temperature falls
+    geometrically from the median |ΔE| of random swaps to 1/1000 of it."""
+    families = [f for f, sites in members.items() if len(set(symbol[sites])) > 1]
+    if not families:
+        return
+    n_sites = sum(len(members[f]) for f in families)
+    steps = int(min(60_000, 300 * n_sites))
+    local_index = {f: {int(x): k for k, x in enumerate(members[f])} for f in families}
+    diagonal = np.diag(pair_matrix).copy()
+
+    def delta(s_site: int, t_site: int) -> float:
+        d = charge[t_site] - charge[s_site]
+        return d * (potential[s_site] - potential[t_site]) + 0.5 * d * d * (
+            diagonal[s_site] + diagonal[t_site] - 2.0 * pair_matrix[s_site, t_site]
+        )
+
+    def allowed(f: int, s_site: int, t_site: int) -> bool:
+        if bool(symbol[s_site]) == bool(symbol[t_site]):
+            return True  # two elements trade places: occupation unchanged
+        lands, leaves = (t_site, s_site) if symbol[s_site] else (s_site, t_site)
+        k = local_index[f]
+        return clashes[lands] - int(conflict[f][k[lands], k[leaves]]) == 0
+
+    picks = [members[f] for f in families]
+    weights = np.array([len(m) for m in picks], dtype=float)
+    weights /= weights.sum()
+    sample = []
+    for _ in range(200):
+        sites = picks[int(rng.choice(len(picks), p=weights))]
+        a, b = rng.choice(sites, size=2, replace=False)
+        if symbol[a] != symbol[b]:
+            sample.append(abs(delta(int(a), int(b))))
+    t_start = float(np.median(sample)) if sample else 0.0
+    if t_start <= 0:
+        return
+    cooling = (1e-3) ** (1.0 / steps)
+    temperature = t_start
+    choices = rng.choice(len(picks), size=steps, p=weights)
+    uniform = rng.random(steps)
+    pairs = rng.random((steps, 2))
+    for step in range(steps):
+        temperature *= cooling
+        k = int(choices[step])
+        sites = picks[k]
+        s_site = int(sites[int(pairs[step, 0] * len(sites))])
+        t_site = int(sites[int(pairs[step, 1] * len(sites))])
+        if symbol[s_site] == symbol[t_site] or not allowed(families[k], s_site, t_site):
+            continue
+        change = delta(s_site, t_site)
+        if change > 0 and uniform[step] >= math.exp(-change / temperature):
+            continue
+        d = charge[t_site] - charge[s_site]
+        potential += d * (pair_matrix[:, s_site] - pair_matrix[:, t_site])
+        charge[s_site], charge[t_site] = charge[t_site], charge[s_site]
+        for site, now in ((s_site, symbol[t_site]), (t_site, symbol[s_site])):
+            if symbol[site] and not now:
+                clashes[neighbours[site]] -= 1
+            if not symbol[site] and now:
+                clashes[neighbours[site]] += 1
+        symbol[s_site], symbol[t_site] = symbol[t_site], symbol[s_site]
 
 
 def _assemble(
