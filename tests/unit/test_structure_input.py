@@ -166,3 +166,21 @@ def test_cli_gives_the_same_line_and_exit_2(tmp_path: Path) -> None:
     line = [x for x in result.stderr.splitlines() if x.startswith("superionic:")]
     assert len(line) == 1 and "--supercell 1x1x2" in line[0]
     assert not output.exists() and not output.with_name(output.name + ".partial").exists()
+
+
+@pytest.mark.slow
+def test_an_element_the_labeller_does_not_cover_is_named_before_any_md(tmp_path: Path) -> None:
+    """SevenNet-0's training set has no Po (its type_map lists 89 elements): one line, exit 2."""
+    pytest.importorskip("sevenn")
+    from ase.build import bulk
+
+    write(tmp_path / "POSCAR", bulk("Po", "sc", a=3.35).repeat(3), format="vasp")
+    output = tmp_path / "po.extxyz.gz"
+    result = subprocess.run(
+        [str(SUPERIONIC), "data", "generate", str(tmp_path / "POSCAR"), "--frames", "2", "-o", str(output)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "SevenNet-0 does not cover Po" in result.stderr
+    assert not output.exists() and not output.with_name(output.name + ".partial").exists()
