@@ -381,16 +381,7 @@ def test_cli_case(
     assert not (tmp_path / "runs").exists(), "a refused command created its output directory"
 
 
-@pytest.mark.parametrize(
-    ("name", "argv", "words"),
-    [
-        pytest.param(
-            *case, marks=pytest.mark.xfail(strict=False, reason="data verbs: lead's structure-input work")
-        )
-        for case in DATA_CASES
-    ],
-    ids=[c[0] for c in DATA_CASES],
-)
+@pytest.mark.parametrize(("name", "argv", "words"), DATA_CASES, ids=[c[0] for c in DATA_CASES])
 def test_data_case(
     name: str, argv: list[str], words: tuple[str, ...], world: World, tmp_path: Path, capsys, monkeypatch
 ) -> None:

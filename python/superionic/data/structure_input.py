@@ -189,8 +189,9 @@ def _from_atoms(atoms: Atoms, name: str, origin: str) -> SiteTable:
     if len(atoms) == 0:
         raise StructureError(f"{origin}: the structure holds no atoms")
     if not all(atoms.pbc) or atoms.cell.rank < 3:
+        pbc = [bool(p) for p in atoms.pbc]
         raise StructureError(
-            f"{origin}: the structure is not periodic in three dimensions (pbc={[bool(p) for p in atoms.pbc]}); "
+            f"{origin}: the structure is not periodic in three dimensions (pbc={pbc}); "
             "give a bulk crystal with a full cell"
         )
     symbols = atoms.get_chemical_symbols()
