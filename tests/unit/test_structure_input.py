@@ -184,3 +184,19 @@ def test_an_element_the_labeller_does_not_cover_is_named_before_any_md(tmp_path:
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "SevenNet-0 does not cover Po" in result.stderr
     assert not output.exists() and not output.with_name(output.name + ".partial").exists()
+
+
+def test_md_refuses_a_cell_narrower_than_twice_the_receptive_field(tmp_path: Path, exported) -> None:
+    from superionic.data.examples import jittered_lattice
+    from superionic.export import read_metadata
+    from superionic.md.driver import MdConfig, MdError, run_md
+
+    model = exported.path("local")
+    needed = 2 * read_metadata(model).receptive_field
+    write(tmp_path / "small.extxyz", jittered_lattice((3, 3, 2), seed=3))  # 7.8 x 7.8 x 5.2 Å
+    config = MdConfig(structure=str(tmp_path / "small.extxyz"), model=str(model), temperatures=[600.0])
+    with pytest.raises(MdError) as error:
+        run_md(config)
+    message = str(error.value)
+    assert f"needs >= {needed:g} Å" in message and f"--min-width {needed:g}" in message
+    assert not (tmp_path / "runs").exists()
