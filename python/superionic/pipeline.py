@@ -73,11 +73,11 @@ class DemoSettings:
 
 
 def reference_cell(supercell: tuple[int, int, int] = (1, 1, 1)) -> Atoms:
-    """The cell of the labeller's reference trajectories (same Li ordering): their first frame,
-    wrapped, so the model's D and SevenNet-0's D differ only by the potential."""
-    frame = read(lgps_data().parent / "reference_md_sevennet_1200K.extxyz.gz", index=0)
-    atoms = Atoms(frame.get_chemical_symbols(), positions=frame.positions, cell=frame.cell, pbc=True)
-    atoms.wrap()
+    """The starting cell of the labeller's reference trajectories (``reference_md_start.extxyz``:
+    their Li ordering on the ideal sites, as the reference runs began), so the model's D and
+    SevenNet-0's D differ only by the potential."""
+    atoms = read(lgps_data().parent / "reference_md_start.extxyz", index=0)
+    atoms.info.clear()
     return atoms.repeat(supercell)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import ase.io
 import numpy as np
 import pytest
 
@@ -129,3 +130,16 @@ def test_reference_D_is_recomputed_from_its_committed_trajectory(path: Path) -> 
     components = _direct_D(li, summary["frame_interval_fs"] / 1000.0, tuple(summary["fit_window_ps"]))
     np.testing.assert_allclose(components, summary["D_Li_components_cm2_per_s"], rtol=1e-8)
     assert components.mean() == pytest.approx(summary["D_Li_cm2_per_s"], rel=1e-8)
+
+
+def test_reference_start_cell_is_where_the_reference_trajectories_begin() -> None:
+    """The demo's cell: same atoms in the same order as the reference runs' first frame, which is
+    2 ps of 1200 K Langevin equilibration away (thermal displacements, median < 1.5 Å; a few Li hop)."""
+    start = ase.io.read(DATA / "LGPS" / "reference_md_start.extxyz")
+    frame = ase.io.read(DATA / "LGPS" / "reference_md_sevennet_1200K.extxyz.gz", index=0)
+    assert start.get_chemical_symbols() == frame.get_chemical_symbols()
+    np.testing.assert_allclose(start.cell.array, frame.cell.array)
+    fractional = (frame.positions - start.positions) @ np.linalg.inv(start.cell.array)
+    fractional -= np.round(fractional)
+    displacement = np.linalg.norm(fractional @ start.cell.array, axis=1)
+    assert np.median(displacement) < 1.5
