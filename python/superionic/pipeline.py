@@ -112,7 +112,7 @@ def reference_comparison(reports: Sequence[TransportReport]) -> dict | None:
         "temperature_K": hottest.temperature_K,
         "model_D_cm2_per_s": model,
         "model_ci95_cm2_per_s": list(hottest.tracer["ci95_cm2_per_s"]),
-        "reference_file": str(path),
+        "reference_file": str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path),
         "reference_D_cm2_per_s": reference["D_Li_cm2_per_s"],
         "reference_ci95_cm2_per_s": [low, high],
         "reference_block_average_ci95_cm2_per_s": block,
