@@ -702,18 +702,31 @@ def _relax(
                 best = (float(delta.flat[k]), (int(sites[a]), int(sites[b])))
         if best[1] is None:
             break
-        s_site, t_site = best[1]
-        d = charge[t_site] - charge[s_site]
-        potential += d * (pair_matrix[:, s_site] - pair_matrix[:, t_site])
-        charge[s_site], charge[t_site] = charge[t_site], charge[s_site]
-        for site, now in ((s_site, symbol[t_site]), (t_site, symbol[s_site])):
-            if occupied[site] and not now:
-                clashes[neighbours[site]] -= 1
-            if not occupied[site] and now:
-                clashes[neighbours[site]] += 1
-        symbol[s_site], symbol[t_site] = symbol[t_site], symbol[s_site]
+        _swap(*best[1], symbol, charge, potential, clashes, neighbours, pair_matrix)
         occupied = symbol != ""
     return [(int(i), str(symbol[i])) for f in families for i in members[f] if symbol[i]]
+
+
+def _swap(
+    s_site: int,
+    t_site: int,
+    symbol: np.ndarray,
+    charge: np.ndarray,
+    potential: np.ndarray,
+    clashes: np.ndarray,
+    neighbours: list[np.ndarray],
+    pair_matrix: np.ndarray,
+) -> None:
+    """Exchange the contents of two sites, keeping V = Mq and the clash counts up to date."""
+    d = charge[t_site] - charge[s_site]
+    potential += d * (pair_matrix[:, s_site] - pair_matrix[:, t_site])
+    charge[s_site], charge[t_site] = charge[t_site], charge[s_site]
+    for site, now in ((s_site, symbol[t_site]), (t_site, symbol[s_site])):
+        if symbol[site] and not now:
+            clashes[neighbours[site]] -= 1
+        if not symbol[site] and now:
+            clashes[neighbours[site]] += 1
+    symbol[s_site], symbol[t_site] = symbol[t_site], symbol[s_site]
 
 
 def _anneal(
@@ -779,15 +792,7 @@ def _anneal(
         change = delta(s_site, t_site)
         if change > 0 and uniform[step] >= math.exp(-change / temperature):
             continue
-        d = charge[t_site] - charge[s_site]
-        potential += d * (pair_matrix[:, s_site] - pair_matrix[:, t_site])
-        charge[s_site], charge[t_site] = charge[t_site], charge[s_site]
-        for site, now in ((s_site, symbol[t_site]), (t_site, symbol[s_site])):
-            if symbol[site] and not now:
-                clashes[neighbours[site]] -= 1
-            if not symbol[site] and now:
-                clashes[neighbours[site]] += 1
-        symbol[s_site], symbol[t_site] = symbol[t_site], symbol[s_site]
+        _swap(s_site, t_site, symbol, charge, potential, clashes, neighbours, pair_matrix)
 
 
 def _assemble(
