@@ -1,4 +1,4 @@
-"""Imports run one way: data → models → train → export → md → analysis → validation/studies → cli.
+"""Imports run one way: data → models → train → export → md → analysis → validation/studies → workflows → cli.
 
 Every module of the package is parsed (not imported: a module that fails to import must not hide
 its imports), and each ``import superionic...`` / ``from superionic... import`` in it, including
@@ -31,6 +31,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("analysis", ("superionic.analysis",)),
     # evaluate.py scores a model on labelled data (metrics + parity plot): a validation job.
     ("validation", ("superionic.validation", "superionic.studies", "superionic.evaluate")),
+    # Multi-stage jobs (active learning, structure to conductivity) that call every layer below.
+    ("workflows", ("superionic.workflows",)),
     ("top", ("superionic.cli", "superionic.cli_checks", "superionic.pipeline")),
 ]
 
@@ -122,6 +124,8 @@ def test_no_import_runs_upward():
         ("superionic.studies.locality", "superionic.calculator", False),
         ("superionic.md.driver", "superionic.analysis.readers", True),
         ("superionic.cli", "superionic.pipeline", False),
+        ("superionic.workflows.learn", "superionic.validation.compare", False),
+        ("superionic.workflows.learn", "superionic.cli", True),
     ],
 )
 def test_layer_order_itself(source, target, upward):
