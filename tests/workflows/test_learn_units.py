@@ -1,0 +1,214 @@
+"""The parts of `superionic learn` that need no MD: the band, the spacing rule, the caps, the stage
+state, the config checks and labelled frames from a real labeller (SevenNet-0)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ase.io import read
+
+from superionic.workflows.learn_config import LearnError, config_from_dict
+from superionic.workflows.learn_selection import (
+    Band,
+    Candidate,
+    DeviationSeries,
+    band_candidates,
+    deviation_statistics,
+    select_frames,
+    spaced,
+    uncertain_fraction,
+)
+from superionic.workflows.learn_state import RoundState
+
+
+def _series(steps, values) -> DeviationSeries:
+    values = np.asarray(values, dtype=float)
+    return DeviationSeries.from_columns(steps, values, values / 4, values / 2, values / 100)
+
+
+def test_repeated_step_keeps_its_last_row_and_rows_are_sorted():
+    # A resumed LAMMPS run writes step 20 again: the spec says the last line of a step wins.
+    series = _series([0, 10, 20, 30, 20, 40], [0.1, 0.2, 0.3, 0.4, 0.9, 0.5])
+    assert series.step.tolist() == [0, 10, 20, 30, 40]
+    assert series.max_devi_f.tolist() == [0.1, 0.2, 0.9, 0.4, 0.5]
+    assert series.row(20) == {
+        "max_devi_f": 0.9,
+        "min_devi_f": 0.9 / 4,
+        "avg_devi_f": 0.9 / 2,
+        "devi_e": 0.9 / 100,
+    }
+    assert len(series.production(20)) == 3
+
+
+def test_fractions_and_statistics_count_by_hand():
+    band = Band(lo=0.1, hi=0.3)
+    values = [0.05, 0.1, 0.15, 0.3, 0.31, 0.5, 0.02, 0.2]
+    series = _series(np.arange(8) * 10, values)
+    # Strictly above lo = 0.1: 0.15, 0.3, 0.31, 0.5, 0.2 -> 5 of 8.
+    assert uncertain_fraction(series.max_devi_f, band) == 5 / 8
+    assert uncertain_fraction(series.max_devi_f, Band(0.1, 0.3, threshold=0.3)) == 2 / 8
+    stats = deviation_statistics(series, band)
+    assert stats["deviation_steps"] == 8
+    assert stats["max_devi_f_max"] == 0.5
+    assert stats["max_devi_f_mean"] == pytest.approx(np.mean(values), abs=1e-15)
+    assert stats["fraction_below_lo"] == 2 / 8  # 0.05, 0.02
+    assert stats["fraction_in_band"] == 4 / 8  # 0.1, 0.15, 0.3, 0.2 (both ends inclusive)
+    assert stats["fraction_above_hi"] == 2 / 8  # 0.31, 0.5
+    assert uncertain_fraction(np.array([]), band) != uncertain_fraction(np.array([]), band)  # NaN
+
+
+def test_candidates_are_frames_in_the_closed_band():
+    band = Band(lo=0.1, hi=0.3)
+    series = _series(np.arange(10) * 10, [0.1, 0.3, 0.31, 0.09, 0.2, 0.25, 0.2, 0.15, 0.12, 0.11])
+    frames = [0, 20, 40, 60, 80]  # dump_every = 2 x devi_every
+    found = band_candidates(series, frames, band, 900.0)
+    assert [(c.step, c.max_devi_f) for c in found] == [(0, 0.1), (40, 0.2), (60, 0.2), (80, 0.12)]
+    assert all(c.temperature_K == 900.0 for c in found)
+
+
+def test_spacing_takes_the_largest_first_and_skips_neighbours():
+    steps = np.arange(10) * 10
+    values = [0.1, 0.2, 0.15, 0.05, 0.3, 0.25, 0.12, 0.11, 0.1, 0.09]
+    candidates = [Candidate(600.0, int(s), v) for s, v in zip(steps, values, strict=True)]
+    # Worked by hand with a 20-step gap: 40 (0.3) blocks 30, 50; 10 (0.2) blocks 0, 20;
+    # 60 (0.12) is 20 from 40, allowed; 70 is 10 from 60, blocked; 80 (0.1) allowed; 90 blocked.
+    assert sorted(c.step for c in spaced(candidates, 20)) == [10, 40, 60, 80]
+    assert len(spaced(candidates, 1)) == 10  # a gap of one step keeps every distinct frame
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_spacing_is_maximal_and_respects_the_gap(seed):
+    rng = np.random.default_rng(seed)
+    steps = np.sort(rng.choice(np.arange(0, 5000, 10), size=80, replace=False))
+    candidates = [
+        Candidate(900.0, int(s), float(v)) for s, v in zip(steps, rng.uniform(0.1, 0.3, 80), strict=True)
+    ]
+    gap = 120
+    taken = spaced(candidates, gap)
+    chosen = {c.step for c in taken}
+    assert all(abs(a.step - b.step) >= gap for a in taken for b in taken if a is not b)
+    # Every candidate left out is within the gap of a taken one whose deviation is at least its own.
+    for c in candidates:
+        if c.step not in chosen:
+            assert any(abs(c.step - t.step) < gap and t.max_devi_f >= c.max_devi_f for t in taken)
+
+
+def test_cap_is_shared_out_over_temperatures_in_turn():
+    hot = [Candidate(900.0, s, 0.1 + s / 1000) for s in range(0, 500, 100)]  # 5 candidates
+    cold = [Candidate(600.0, 300, 0.15)]
+    chosen = select_frames([cold, hot], max_frames=4, min_gap_steps=50)
+    assert [(c.temperature_K, c.step) for c in chosen] == [
+        (600.0, 300),
+        (900.0, 200),
+        (900.0, 300),
+        (900.0, 400),
+    ]
+    assert len(select_frames([cold, hot], max_frames=100, min_gap_steps=50)) == 6
+    assert select_frames([[], []], max_frames=3, min_gap_steps=50) == []
+
+
+def test_round_state_markers_survive_a_reload(tmp_path):
+    state = RoundState.load(tmp_path / "round_000", 0)
+    assert not state.done("trained")
+    state.mark("trained", {"manifest": "x/committee.json"})
+    state.mark("exported", {"committee": "y/committee.json"})
+    again = RoundState.load(tmp_path / "round_000", 0)
+    assert again.done("trained") and again.done("exported") and not again.done("md")
+    assert again.result("exported")["committee"] == "y/committee.json"
+    assert sorted(p.name for p in (tmp_path / "round_000").iterdir()) == ["state.json"]  # no .tmp left
+    with pytest.raises(ValueError):
+        state.mark("trainde", {})
+
+
+def _config(tmp_path, **changes):
+    training = tmp_path / "train.yaml"
+    training.write_text("data:\n  train: [x.extxyz]\n")
+    raw = {"structure": "LGPS", "training": str(training), "temperatures": [900], **changes}
+    return config_from_dict(raw, "learn.yaml")
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"md": {"dump_every": 25, "devi_every": 10}}, "learn.yaml: md.dump_every = 25 is not valid"),
+        ({"hi": 0.01}, "learn.yaml: hi = 0.01 is not valid: it must be a force deviation above lo"),
+        ({"members": 1}, "learn.yaml: members = 1 is not valid: it must be an integer >= 2"),
+        ({"temprature": 900}, "learn.yaml: unknown key 'temprature'; did you mean 'temperatures'?"),
+        ({"md": {"step": 100}}, "learn.yaml: section 'md': unknown key 'step'; did you mean 'steps'?"),
+        (
+            {"labeller": "dft"},
+            "learn.yaml: labeller = 'dft' is not valid: it must be one of sevennet, chgnet",
+        ),
+        ({"md": {"eq_steps": 130, "dump_every": 50}}, "learn.yaml: md.eq_steps = 130 is not valid"),
+        ({"training": "nope.yaml"}, "learn.yaml: training = nope.yaml: no such file"),
+    ],
+)
+def test_bad_config_is_one_line_naming_file_and_key(tmp_path, changes, expected):
+    with pytest.raises(LearnError) as info:
+        _config(tmp_path, **changes)
+    message = str(info.value)
+    assert message.startswith(expected), message
+    assert "\n" not in message
+
+
+def test_good_config_defaults(tmp_path):
+    config = _config(tmp_path, lo="5e-2")  # PyYAML reads 5e-2 as text
+    assert config.lo == 0.05 and config.gap_steps == 2 * config.md.dump_every
+    assert config.fingerprint() == _config(tmp_path, lo=0.05, rounds=9).fingerprint()
+    assert config.fingerprint() != _config(tmp_path, lo=0.06).fingerprint()
+
+
+@pytest.mark.slow  # SevenNet-0 loads in ~10 s and labels a 104-atom frame in ~2 s on one core
+def test_labelled_frames_equal_the_labeller_and_resume(tmp_path):
+    """Two Li6PS5Cl frames labelled by SevenNet-0 through label_and_write: energies and forces equal a
+    direct call of the same calculator; provenance is kept; a rerun labels only missing frames."""
+    from superionic.data.labellers import make_labeller
+    from superionic.data.materials import build_cell
+    from superionic.workflows.learn_frames import label_and_write, labelled_count
+
+    cell, _ = build_cell("data/examples/Li6PS5Cl.cif", seed=0, supercell=(1, 1, 2))
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(2):
+        frame = cell.copy()
+        frame.positions += rng.normal(0.0, 0.05, frame.positions.shape)
+        frames.append(frame)
+    infos = [
+        {"learn_round": 0, "temperature_K": 600.0, "md_step": 100 * (k + 1), "max_devi_f": 0.1 + k}
+        for k in range(2)
+    ]
+    labeller = make_labeller("sevennet")
+    output = tmp_path / "labelled.extxyz"
+    partial = output.with_name(output.name + ".partial")
+    calls = []
+    # First pass stops after one frame (a kill): only the partial file holds it.
+    with pytest.raises(KeyboardInterrupt):
+
+        def stop(done, total):
+            calls.append(done)
+            raise KeyboardInterrupt
+
+        label_and_write(frames, infos, labeller, output, {"material": "Li6PS5Cl"}, 0, on_frame=stop)
+    assert labelled_count(partial) == 1 and not output.exists()
+    label_and_write(
+        frames, infos, labeller, output, {"material": "Li6PS5Cl"}, 0, on_frame=lambda d, t: calls.append(d)
+    )
+    assert calls == [1, 2]  # the second pass labelled frame 2 only
+    label_and_write(
+        frames, infos, labeller, output, {"material": "Li6PS5Cl"}, 0, on_frame=lambda d, t: calls.append(d)
+    )
+    assert calls == [1, 2]  # a finished file is not labelled again
+    written = read(output, ":")
+    assert len(written) == 2
+    for frame, stored, info in zip(frames, written, infos, strict=True):
+        direct = frame.copy()
+        direct.calc = labeller.calculator
+        # The stored values are the labeller's own, written with extxyz's full float precision.
+        assert stored.get_potential_energy() == pytest.approx(direct.get_potential_energy(), abs=1e-8)
+        assert np.abs(stored.get_forces() - direct.get_forces()).max() < 1e-8
+        for key, value in info.items():
+            assert stored.info[key] == value
+        assert stored.info["labeller"] == "sevennet" and stored.info["material"] == "Li6PS5Cl"
+    assert json.dumps(written[0].info["labeller_version"]).startswith('"SevenNet-0')
