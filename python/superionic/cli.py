@@ -69,6 +69,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)])
     config = load_config(args.config)
+    if args.committee is not None:
+        return _train_committee(args, config)
     trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
     columns = (
         TextColumn("{task.description}"),
@@ -98,6 +100,51 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_committee(args: argparse.Namespace, config) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from superionic.train.committee import train_committee
+
+    k_members = args.committee
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns) as progress:
+        task = progress.add_task(f"committee of {k_members}", total=k_members, status="")
+
+        def show(p) -> None:
+            if p.skipped:
+                status = f"member {p.member + 1}/{p.members} finished earlier"
+            else:
+                val = f" val F-RMSE {p.val_force_rmse:.4f} eV/Å" if p.val_force_rmse is not None else ""
+                status = (
+                    f"member {p.member + 1}/{p.members} epoch {p.epoch + 1}/{p.epochs} "
+                    f"loss {p.train_loss:.4g}{val}"
+                )
+            fraction = min(1.0, (p.epoch + p.step_in_epoch / p.steps_per_epoch) / p.epochs)
+            progress.update(task, completed=p.member + fraction, status=status)
+
+        result = train_committee(
+            config, k_members, resume=args.resume, overwrite=args.overwrite, on_progress=show
+        )
+        progress.update(task, completed=k_members)
+    for k, r in enumerate(result.results):
+        m = r.val_metrics
+        note = "" if k in result.trained else " (finished earlier, not retrained)"
+        print(
+            f"member {k}: best epoch {r.best_epoch}: validation force RMSE "
+            f"{m['force_rmse_eV_per_A']:.4f} eV/Å, energy RMSE {1000 * m['energy_rmse_eV_per_atom']:.2f} "
+            f"meV/atom; checkpoint {r.checkpoint}{note}"
+        )
+    print(
+        f"committee of {k_members}: trained {len(result.trained)} member(s) now; manifest {result.manifest}"
+    )
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from superionic.evaluate import evaluate_model
 
@@ -114,6 +161,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from superionic.train.checkpoint import model_from_checkpoint
+
+    if args.checkpoint.suffix == ".json":
+        from superionic.export import export_committee
+
+        exported = export_committee(
+            args.checkpoint, args.output, suffix=f".{args.format}", device=args.device
+        )
+        body = json.loads(exported.read_text())
+        print(json.dumps({"output": str(exported), **body}, indent=2))
+        return 0
 
     model, _, payload = model_from_checkpoint(args.checkpoint)
     meta = export_model(model, args.output, device=args.device, data_hash=payload["data_hash"])
@@ -398,6 +455,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue the run in the config's output directory"
     )
     mode.add_argument("--overwrite", action="store_true", help="start afresh even if the output holds a run")
+    train.add_argument(
+        "--committee",
+        type=int,
+        metavar="K",
+        help="train K >= 2 members (seed + k, split_seed + k) into OUTPUT/member_k/, OUTPUT/committee.json",
+    )
     train.set_defaults(func=cmd_train)
 
     evaluate = verbs.add_parser("evaluate", help="metrics and parity plots of a model on labelled data")
@@ -407,9 +470,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_evaluate)
 
     export = verbs.add_parser("export", help="export a checkpoint's EMA weights to .pt or .pt2")
-    export.add_argument("checkpoint", type=Path)
-    export.add_argument("-o", "--output", type=Path, required=True)
+    export.add_argument(
+        "checkpoint", type=Path, help="best.ckpt / last.ckpt, or a committee's committee.json"
+    )
+    export.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="model.pt / model.pt2, or a directory for a committee",
+    )
     export.add_argument("--device", default="cpu", help="device a .pt2 is compiled for")
+    export.add_argument(
+        "--format", choices=["pt", "pt2"], default="pt", help="file format of a committee's members"
+    )
     export.set_defaults(func=cmd_export)
 
     md = verbs.add_parser("md", help="production NVT MD in LAMMPS at one or several temperatures")

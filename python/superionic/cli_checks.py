@@ -170,6 +170,11 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
+    if Path(args.checkpoint).suffix == ".json":  # a trained committee's manifest: members into a directory
+        input_file("committee manifest", args.checkpoint, "committee.json of superionic train --committee")
+        output_dir("--output", args.output)
+        device_argument(args.device)
+        return
     checkpoint_argument(args.checkpoint)
     output_model("--output", args.output)
     device_argument(args.device)

@@ -218,3 +218,60 @@ def file_hash(path: str | os.PathLike) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+COMMITTEE_NAME = "committee.json"
+# Fields every member of a committee must share: pair_style superionic evaluates them on one
+# neighbour list and one type map.
+SHARED_FIELDS = ("species", "cutoff", "receptive_field", "dtype")
+
+
+def export_committee(
+    manifest: str | os.PathLike, out_dir: str | os.PathLike, suffix: str = ".pt", device: str = "cpu"
+) -> Path:
+    """Export every member of a trained committee to ``out_dir/member_k<suffix>``; write the manifest.
+
+    Each member goes through export_model (metadata inside each file, checked against the eager
+    model). ``out_dir/committee.json`` names the files relative to ``out_dir``, so the directory can
+    be moved as a whole; member 0 drives the dynamics in LAMMPS.
+    """
+    from superionic.train.checkpoint import CheckpointError, model_from_checkpoint
+    from superionic.train.committee import read_manifest
+
+    if suffix not in SUFFIXES:
+        raise ExportError(f"--format {suffix.lstrip('.')}: unknown model format; use pt or pt2")
+    try:
+        trained = read_manifest(manifest)
+    except CheckpointError as err:
+        raise ExportError(str(err)) from err
+    target = Path(out_dir)
+    names: list[str] = []
+    metas: list[ModelMetadata] = []
+    for k, checkpoint in enumerate(trained.checkpoints):
+        model, _, payload = model_from_checkpoint(checkpoint)
+        meta = metadata_for(model, device=device, data_hash=payload["data_hash"])
+        if metas:
+            for name in SHARED_FIELDS:
+                if getattr(meta, name) != getattr(metas[0], name):
+                    raise ExportError(
+                        f"{trained.manifest}: member {k} ({checkpoint}) has {name} {getattr(meta, name)} but "
+                        f"member 0 ({trained.checkpoints[0]}) has {getattr(metas[0], name)}; a committee's "
+                        "members must share it: train them from one config (superionic train --committee)"
+                    )
+        names.append(f"member_{k}{suffix}")
+        metas.append(export_model(model, target / names[-1], device=device, data_hash=payload["data_hash"]))
+    first = metas[0]
+    body = {
+        "members": names,
+        "species": first.species,
+        "cutoff": first.cutoff,
+        "receptive_field": first.receptive_field,
+        "dtype": first.dtype,
+        "driving_member": 0,
+        "data_hash": first.data_hash,
+        "val_force_rmse_eV_per_A": [m.get("force_rmse_eV_per_A") for m in trained.val_metrics],
+        "trained_manifest": str(trained.manifest.resolve()),
+    }
+    exported = target / COMMITTEE_NAME
+    _write_atomic(exported, lambda tmp: tmp.write_text(json.dumps(body, indent=2)))
+    return exported
