@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from ase.io import read
+from ase.io import read, write
 
 from superionic.workflows.learn_config import LearnError, config_from_dict
 from superionic.workflows.learn_selection import (
@@ -212,3 +212,55 @@ def test_labelled_frames_equal_the_labeller_and_resume(tmp_path):
             assert stored.info[key] == value
         assert stored.info["labeller"] == "sevennet" and stored.info["material"] == "Li6PS5Cl"
     assert json.dumps(written[0].info["labeller_version"]).startswith('"SevenNet-0')
+
+
+@pytest.mark.slow  # four short trainings (tensorboard, parity plots): ~30 s on one core
+def test_warm_start_begins_from_the_previous_members_ema(tmp_path):
+    """Round 1's member k starts from round 0's member k (EMA weights in both copies, step 0) and
+    trains finetune.epochs epochs at lr x lr_scale on the grown data."""
+    import torch
+
+    from superionic.train.checkpoint import load_checkpoint
+    from superionic.train.committee import member_config
+    from superionic.train.config import config_from_dict as train_config
+    from superionic.train.trainer import Trainer
+    from superionic.workflows.learn_train import round_train_config, seed_warm_start, train_round
+
+    frames = read("data/LGPS/sevennet.extxyz.gz", ":10")
+    start, extra = tmp_path / "start.extxyz", tmp_path / "extra.extxyz"
+    write(start, frames[:8], format="extxyz")
+    write(extra, frames[8:], format="extxyz")
+    base = train_config(
+        {
+            "data": {"train": [str(start)], "val_fraction": 0.25},
+            "model": {
+                "cutoff": 4.0,
+                "n_basis": 4,
+                "radial_channels": 2,
+                "angular_channels": 1,
+                "l_max": 1,
+                "hidden": [8],
+            },
+            "training": {"epochs": 1, "batch_size": 4, "threads": 1, "lr": 0.002},
+        }
+    )
+    config = _config(tmp_path, finetune={"epochs": 2, "lr_scale": 0.5})
+    first = round_train_config(base, config, 0, [], tmp_path / "r0")
+    assert first.training.epochs == 1 and first.data.train == [str(start)]
+    result0 = train_round(first, 2, None)
+    second = round_train_config(base, config, 1, [extra], tmp_path / "r1")
+    assert second.training.epochs == 2 and second.training.lr == 0.001
+    assert second.data.train == [str(start), str(extra)]
+    assert seed_warm_start(second, result0.manifest, 2) == [0, 1]
+    for k in range(2):
+        previous = load_checkpoint(result0.checkpoints[k])["ema"]
+        trainer = Trainer(member_config(second, k), resume=True)
+        assert trainer.state.global_step == 0 and trainer.state.epoch == 0
+        for name, value in previous.items():
+            assert torch.equal(trainer.model.state_dict()[name], value), name
+            assert torch.equal(trainer.ema.state_dict()[name], value), name
+    result1 = train_round(second, 2, result0.manifest)  # the seeded checkpoints are kept, not re-seeded
+    for k in range(2):
+        rows = (tmp_path / "r1" / f"member_{k}" / "train.csv").read_text().splitlines()
+        assert len(rows) == 1 + 2  # header + finetune.epochs rows
+    assert json.loads(result1.manifest.read_text())["members"] == 2

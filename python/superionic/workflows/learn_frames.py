@@ -110,6 +110,12 @@ def _complete_prefix(partial: Path) -> list[Atoms]:
     return frames
 
 
+def finished_file(output: Path, frames: int) -> bool:
+    """True when ``output`` holds all ``frames`` (written by a run killed before it said so)."""
+    partial = output.with_name(output.name + ".partial")
+    return output.exists() and not partial.exists() and len(read(output, ":", format="extxyz")) == frames
+
+
 def label_and_write(
     frames: Sequence[Atoms],
     infos: Sequence[dict[str, Any]],
@@ -121,8 +127,8 @@ def label_and_write(
 ) -> Path:
     """Label ``frames`` (those not yet in ``output.partial``), then move the file to ``output``."""
     partial = output.with_name(output.name + ".partial")
-    if output.exists() and not partial.exists() and len(read(output, ":", format="extxyz")) == len(frames):
-        return output  # finished by an earlier run that was killed before it could record so
+    if finished_file(output, len(frames)):
+        return output
     done = labelled_count(partial)
     common = provenance(base_info, labeller, seed)
     for k in range(done, len(frames)):

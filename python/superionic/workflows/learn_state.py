@@ -69,9 +69,10 @@ class EventLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.run = f"{os.getpid()}-{time.time_ns()}"  # one id per invocation, even within one process
 
     def add(self, round_index: int, stage: str, event: str, **extra: Any) -> None:
-        line = {"round": round_index, "stage": stage, "event": event, "pid": os.getpid(), "time": time.time()}
+        line = {"round": round_index, "stage": stage, "event": event, "run": self.run, "time": time.time()}
         with self.path.open("a") as handle:
             handle.write(json.dumps({**line, **extra}) + "\n")
 
