@@ -1,0 +1,177 @@
+"""Stages 5 and 6 of `superionic conductivity`: transport analysis, and the teacher check.
+
+Analysis: each production trajectory through ``analysis.report.analyze_trajectory`` (tracer D with
+its bootstrap interval, Nernst–Einstein σ, the window rule recorded), its MSD curve saved as CSV for
+the report's overlay, and, with two or more diffusive temperatures, ``arrhenius_report`` (Ea, D and
+σ at 300 K with 95 % intervals). A run that never turns diffusive is recorded with the analysis'
+reason and left out of the fit, never patched.
+
+Teacher: the labeller's own Nosé–Hoover MD on the same cell at the highest temperature
+(``data.reference_md``, relaxation time 100 steps as in lammps_inputs/nvt.in), then
+``validation.validate`` with the production trajectory at that temperature as the model's run: the
+verdicts are about the very D that the report gives.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from superionic.analysis.diffusion import WindowRule
+from superionic.analysis.errors import NoDiffusiveRegimeError, TrajectoryTooShortError
+from superionic.analysis.msd import msd_fft
+from superionic.analysis.readers import load_ion_positions, open_trajectory
+from superionic.analysis.report import analyze_trajectory, arrhenius_report
+from superionic.data.reference_md import ReferenceMDConfig, run_reference_md
+from superionic.validation.compare import ValidationSettings
+from superionic.validation.runner import ValidationRequest, validate
+from superionic.workflows.conductivity import Job
+from superionic.workflows.conductivity_stages import STRUCTURE
+
+# The thermostat relaxation time of lammps_inputs/nvt.in, in steps: the teacher uses the same.
+TDAMP_STEPS = 100
+
+
+def write_msd_csv(trajectory: Path, ion: str, target: Path) -> Path:
+    """lag_ps, msd_x, msd_y, msd_z, msd (Å²) of ``ion`` in ``trajectory`` (drift removed, all origins)."""
+    ions = load_ion_positions(open_trajectory(trajectory), ion)
+    try:
+        msd = msd_fft(ions.positions)
+        lags = ions.times_ps - ions.times_ps[0]
+    finally:
+        ions.close()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    with tmp.open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["lag_ps", "msd_x_A2", "msd_y_A2", "msd_z_A2", "msd_A2"])
+        for lag, row in zip(lags, msd, strict=True):
+            out.writerow([f"{lag:.6g}", *(f"{v:.8g}" for v in row), f"{row.sum():.8g}"])
+    tmp.replace(target)
+    return target
+
+
+def read_msd_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    return data[:, 0], data[:, 4]
+
+
+def analysis(job: Job) -> dict[str, Any]:
+    request = job.request
+    rule = WindowRule(slope_tolerance=request.slope_tolerance)
+    reports, transport, not_diffusive, curves = [], {}, {}, {}
+    files: list[str] = []
+    for run in job.state.outputs("md")["runs"]:
+        temperature = float(run["temperature_K"])
+        key = f"{temperature:g}"
+        trajectory = job.path(run["trajectory"])
+        out = job.path("analysis") / f"T{key}K"
+        curves[key] = job.relative(write_msd_csv(trajectory, request.ion, out / f"msd_{request.ion}.csv"))
+        files.append(curves[key])
+        try:
+            report = analyze_trajectory(trajectory, request.ion, out, temperature_K=temperature, rule=rule)
+        except (NoDiffusiveRegimeError, TrajectoryTooShortError) as err:
+            not_diffusive[key] = str(err)
+            continue
+        reports.append(report)
+        transport[key] = job.relative(out / f"transport_{request.ion}.json")
+        files.append(transport[key])
+    arrhenius = None
+    arrhenius_note = None
+    if len(reports) >= 2:
+        result = arrhenius_report(reports, job.path("analysis"))
+        arrhenius = job.relative(job.path("analysis") / f"arrhenius_{result.ion}.json")
+        files.append(arrhenius)
+        line = (
+            f"Ea = {result.activation_energy_eV:.3f} ± {result.activation_energy_stderr_eV:.3f} eV, "
+            f"σ(300 K) = {1e3 * result.conductivity_300K_S_per_cm:.3g} mS/cm"
+        )
+    else:
+        arrhenius_note = (
+            f"{len(reports)} of {len(request.temperatures)} temperatures diffusive: an Arrhenius fit needs "
+            "two; run MD longer (--md-steps) or hotter"
+        )
+        line = arrhenius_note
+    return {
+        "files": files,
+        "transport": transport,
+        "not_diffusive": not_diffusive,
+        "msd_curves": curves,
+        "arrhenius": arrhenius,
+        "arrhenius_note": arrhenius_note,
+        "slope_tolerance": request.slope_tolerance,
+        "line": line,
+    }
+
+
+def teacher(job: Job) -> dict[str, Any]:
+    request = job.request
+    temperature = request.hottest
+    directory = job.path("teacher")
+    reference = directory / f"reference_md_{request.labeller}_{temperature:g}K.extxyz.gz"
+    summary = reference.with_name(reference.name.removesuffix(".extxyz.gz") + ".json")
+    recorded = job.state.outputs("teacher")
+    if not (recorded.get("reference_done") and reference.exists() and summary.exists()):
+        config = ReferenceMDConfig(
+            material=str(job.path(STRUCTURE)),
+            temperature=temperature,
+            steps=request.teacher_steps,
+            labeller=request.labeller,
+            timestep_fs=request.timestep_fs,
+            write_every=request.teacher_write_every,
+            equilibration_steps=request.teacher_eq_steps,
+            thermostat="nose-hoover",
+            tdamp_fs=TDAMP_STEPS * request.timestep_fs,
+            seed=request.seed,
+            ion=request.ion,
+            device=request.device,
+            threads=request.threads,
+            output=reference,
+        )
+        total = request.teacher_steps
+
+        def show(done: int, of: int | None) -> None:
+            job.progress("teacher", done, of or total, f"{request.labeller} MD {temperature:g} K")
+
+        run_reference_md(config, on_progress=show)
+        job.state.record("teacher", "reference_done", True)
+    job.progress("teacher", None, None, "validating the model against the teacher")
+    production = next(r for r in job.state.outputs("md")["runs"] if r["temperature_K"] == temperature)
+    members = job.state.outputs("md")["members"]
+    report = validate(
+        ValidationRequest(
+            model=members[0],
+            references=[str(reference)],
+            model_trajectories={temperature: str(job.path(production["trajectory"]))},
+            ion=request.ion,
+            output=str(directory / "validation"),
+            slope_tolerance=request.slope_tolerance,
+            overwrite=True,
+            settings=ValidationSettings(resolution=request.resolution),
+        )
+    )
+    d_verdict = next(v for v in report.verdicts if v["quantity"] == f"D_{request.ion}")
+    validation_json = directory / "validation" / "validation.json"
+    # validate decompressed the teacher file for its reader; the MSD overlay reads the same copy.
+    copy = directory / "validation" / "references" / reference.name.removesuffix(".gz")
+    msd = write_msd_csv(
+        copy if copy.exists() else reference, request.ion, directory / f"msd_{request.ion}.csv"
+    )
+    return {
+        "files": [
+            job.relative(reference),
+            job.relative(summary),
+            job.relative(validation_json),
+            job.relative(msd),
+        ],
+        "msd_curve": job.relative(msd),
+        "reference_done": True,
+        "reference": job.relative(reference),
+        "reference_summary": job.relative(summary),
+        "validation": job.relative(validation_json),
+        "figure": job.relative(report.figure),
+        "line": f"D at {temperature:g} K against {request.labeller}: {d_verdict['label']}",
+    }

@@ -1,0 +1,266 @@
+"""Stage 7 of `superionic conductivity`: one JSON with every number and the verdict in words.
+
+The verdict is "trusted" only when the teacher check agrees at 95 % (D and MSD; RDFs do not
+disagree), no temperature's committee deviation puts more than the target fraction of deviation
+steps above the uncertainty line, no run was stopped, and at least two temperatures are diffusive so
+that Ea and σ(300 K) exist. A disagreement makes it "not trusted", naming the quantity; a verdict
+the statistics cannot settle makes it "undetermined", saying what budget to raise and by how much.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import superionic
+from superionic.workflows.conductivity import ConductivityError, Job
+from superionic.workflows.conductivity_state import write_json_atomic
+
+REPORT_JSON = "conductivity.json"
+REPORT_PNG = "conductivity.png"
+# Verdicts of the teacher check that decide trust; RDF verdicts are named "RDF <pair> <statistic>".
+DECISIVE = ("D_", "MSD_", "RDF ")
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConductivityError(f"{path}: cannot read the report ({err}); rerun the command") from err
+
+
+def _load(job: Job, relative: str | None) -> dict[str, Any] | None:
+    return json.loads(job.path(relative).read_text()) if relative else None
+
+
+def _temperature_rows(job: Job) -> list[dict[str, Any]]:
+    analysis = job.state.outputs("analysis")
+    runs = {f"{r['temperature_K']:g}": r for r in job.state.outputs("md")["runs"]}
+    rows = []
+    for key, run in runs.items():
+        row: dict[str, Any] = {"temperature_K": float(key), "trajectory": run["trajectory"]}
+        transport = _load(job, analysis["transport"].get(key))
+        if transport is not None:
+            d, ne = transport["tracer"], transport["nernst_einstein"]
+            row.update(
+                diffusive=True,
+                D_cm2_per_s=d["diffusion_cm2_per_s"],
+                D_stderr_cm2_per_s=d["stderr_cm2_per_s"],
+                D_ci95_cm2_per_s=list(d["ci95_cm2_per_s"]),
+                fit_window_ps=list(d["window_ps"]),
+                sigma_NE_S_per_cm=ne["conductivity_S_per_cm"],
+                sigma_NE_ci95_S_per_cm=list(ne["ci95_S_per_cm"]),
+                n_ions=transport["n_ions"],
+                volume_A3=transport["volume_A3"],
+                charge_e=transport["charge_e"],
+                duration_ps=transport["duration_ps"],
+                transport_json=analysis["transport"][key],
+            )
+        else:
+            row.update(diffusive=False, not_diffusive=analysis["not_diffusive"].get(key))
+        row["msd_curve"] = analysis["msd_curves"].get(key)
+        row["committee"] = run.get("committee")
+        rows.append(row)
+    return rows
+
+
+def _deviation(job: Job, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    request = job.request
+    per_t = {f"{r['temperature_K']:g}": r["committee"] for r in rows if r.get("committee")}
+    fractions = [c.get("fraction_above_threshold") for c in per_t.values()]
+    fractions = [f for f in fractions if f is not None]
+    return {
+        "threshold_eV_per_A": request.devi_lo,
+        "target_fraction": request.target_fraction,
+        "recorded": bool(per_t),
+        "per_temperature": per_t,
+        "max_fraction_above_threshold": max(fractions) if fractions else None,
+        "max_devi_f_max_eV_per_A": max((c.get("max_devi_f_max") or 0.0) for c in per_t.values())
+        if per_t
+        else None,
+    }
+
+
+def _teacher(job: Job) -> dict[str, Any]:
+    outputs = job.state.outputs("teacher")
+    validation = _load(job, outputs["validation"])
+    assert validation is not None
+    t = validation["temperatures"][0]
+    return {
+        "temperature_K": t["temperature_K"],
+        "reference": outputs["reference"],
+        "validation": outputs["validation"],
+        "model": {
+            k: t["model"].get(k)
+            for k in ("D_cm2_per_s", "D_ci95_cm2_per_s", "duration_ps", "D_not_determined")
+        },
+        "reference_run": {
+            k: t["reference"].get(k)
+            for k in ("D_cm2_per_s", "D_ci95_cm2_per_s", "duration_ps", "D_not_determined")
+        },
+        "verdicts": [v for v in validation["verdicts"] if v["temperature_K"] is not None],
+        "msd_curve": outputs.get("msd_curve"),
+        "notes": validation.get("notes", []) + t.get("notes", []),
+    }
+
+
+def _undetermined_reason(verdict: dict[str, Any], teacher: dict[str, Any], job: Job) -> str:
+    """An undetermined teacher verdict in words, with the budget to raise."""
+    request = job.request
+    t = teacher["temperature_K"]
+    quantity = verdict["quantity"]
+    factor = verdict.get("run_longer_factor")
+    stuck = []
+    if teacher["reference_run"].get("D_not_determined"):
+        stuck.append(("teacher", "--teacher-steps", request.teacher_steps))
+    if teacher["model"].get("D_not_determined"):
+        stuck.append(("model", "--md-steps", request.md_steps))
+    if stuck and factor is not None and math.isfinite(factor):
+        runs = " and ".join(f"{who} run" for who, _, _ in stuck)
+        budgets = ", ".join(f"{flag} {math.ceil(factor * steps)}" for _, flag, steps in stuck)
+        return (
+            f"{quantity} at {t:g} K undetermined: {runs} not diffusive, run {factor:.2g}× longer ({budgets})"
+        )
+    if stuck:
+        runs = " and ".join(f"{who} run" for who, _, _ in stuck)
+        return f"{quantity} at {t:g} K undetermined: {runs} not diffusive ({verdict['label']})"
+    return f"{quantity} at {t:g} K against the teacher {verdict['label']}"
+
+
+def _name(quantity: str) -> str:
+    """D_Li -> D, MSD_Li -> MSD, "RDF Li-S" -> Li-S RDF."""
+    if quantity.startswith("RDF "):
+        return f"{quantity[4:]} RDF"
+    return quantity.split("_")[0]
+
+
+def _why(v: dict[str, Any]) -> str:
+    """The numbers of a verdict in a few words: the ratio and its interval, else the first clause."""
+    found = re.search(r"model/reference = [^;)]*\)", v["detail"])
+    if found:
+        return found.group(0).replace("reference", "teacher")
+    return v["detail"].split(";")[0]
+
+
+def verdict(
+    job: Job,
+    rows: list[dict[str, Any]],
+    deviation: dict[str, Any],
+    teacher: dict[str, Any],
+    arrhenius: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """trusted / not trusted / undetermined, with every reason in words."""
+    request = job.request
+    bad: list[str] = []
+    open_: list[str] = []
+    good: list[str] = []
+    t = teacher["temperature_K"]
+    for v in teacher["verdicts"]:
+        if not v["quantity"].startswith(DECISIVE):
+            continue
+        if v["outcome"] == "disagree":
+            bad.append(
+                f"the model's {_name(v['quantity'])} at {t:g} K disagrees with the teacher ({_why(v)})"
+            )
+        elif v["outcome"] == "undetermined" and not v["quantity"].startswith("RDF "):
+            open_.append(_undetermined_reason(v, teacher, job))
+        elif v["outcome"] == "agree" and v["quantity"].startswith("D_"):
+            good.append(f"D at {t:g} K agrees with the teacher ({v['statistic']})")
+    for key, c in deviation["per_temperature"].items():
+        fraction = c.get("fraction_above_threshold")
+        if fraction is not None and fraction > request.target_fraction:
+            bad.append(
+                f"the committee is uncertain at {key} K: {100 * fraction:.3g} % of deviation steps above "
+                f"{request.devi_lo:g} eV/Å (target ≤ {100 * request.target_fraction:g} %): MD left the data"
+            )
+        if c.get("stopped_at_step") is not None:
+            bad.append(f"MD at {key} K was stopped by the committee deviation at step {c['stopped_at_step']}")
+    diffusive = [r for r in rows if r["diffusive"]]
+    if arrhenius is None:
+        open_.append(
+            f"only {len(diffusive)} of {len(rows)} temperatures diffusive: Ea and σ(300 K) need two; "
+            f"raise --md-steps (now {request.md_steps}) or the temperatures"
+        )
+    for r in rows:
+        if not r["diffusive"] and arrhenius is not None:
+            good.append(f"{r['temperature_K']:g} K not diffusive, left out of the Arrhenius fit")
+    if len(request.temperatures) >= 2 and arrhenius is not None:
+        good.append(f"Ea rests on the model alone (teacher checked at {t:g} K only)")
+    if bad:
+        status = "not trusted"
+        reasons = bad + open_
+    elif open_:
+        status = "undetermined"
+        reasons = open_
+    else:
+        status = "trusted"
+        reasons = good
+    text = f"{status}: " + "; ".join(reasons) if reasons else status
+    return {
+        "status": status,
+        "trusted": status == "trusted",
+        "text": text,
+        "reasons": reasons,
+        "notes": good if status != "trusted" else [],
+    }
+
+
+def report(job: Job) -> dict[str, Any]:
+    from superionic.workflows.conductivity_plot import plot_report
+
+    request = job.request
+    label = job.state.outputs("label")
+    train = job.state.outputs("train")
+    rows = _temperature_rows(job)
+    deviation = _deviation(job, rows)
+    teacher = _teacher(job)
+    analysis = job.state.outputs("analysis")
+    arrhenius = _load(job, analysis.get("arrhenius"))
+    summary = {
+        "structure": request.structure,
+        "formula": _load(job, label["summary"]).get("formula") or label["formula"],
+        "atoms": label["atoms"],
+        "ion": request.ion,
+        "labeller": request.labeller,
+        "temperatures_K": list(request.temperatures),
+        "conductivity_300K_S_per_cm": arrhenius["conductivity_300K_S_per_cm"] if arrhenius else None,
+        "conductivity_300K_ci95_S_per_cm": list(arrhenius["conductivity_300K_ci95_S_per_cm"])
+        if arrhenius
+        else None,
+        "activation_energy_eV": arrhenius["activation_energy_eV"] if arrhenius else None,
+        "activation_energy_stderr_eV": arrhenius["activation_energy_stderr_eV"] if arrhenius else None,
+        "activation_energy_ci95_eV": list(arrhenius["activation_energy_ci95_eV"]) if arrhenius else None,
+        "diffusion_300K_cm2_per_s": arrhenius["diffusion_300K_cm2_per_s"] if arrhenius else None,
+        "diffusion_300K_ci95_cm2_per_s": list(arrhenius["diffusion_300K_ci95_cm2_per_s"])
+        if arrhenius
+        else None,
+        "conductivity_source": arrhenius["conductivity_source"] if arrhenius else None,
+        "arrhenius_note": analysis.get("arrhenius_note"),
+        "temperatures": rows,
+        "deviation": deviation,
+        "teacher": teacher,
+        "verdict": verdict(job, rows, deviation, teacher, arrhenius),
+        "model": {
+            "committee": train["committee"],
+            "members": len(train["val_force_rmse_eV_per_A"]),
+            "driving_member": 0,
+            "val_force_rmse_eV_per_A": train["val_force_rmse_eV_per_A"],
+            "learn": job.state.outputs("learn"),
+        },
+        "window_rule": {"slope_tolerance": request.slope_tolerance},
+        "units": {"D": "cm2/s", "sigma": "S/cm", "Ea": "eV", "deviation": "eV/Å"},
+        "request": job.state.request,
+        "superionic_version": superionic.__version__,
+    }
+    png = plot_report(job, summary, job.path(REPORT_PNG))
+    summary["figure"] = REPORT_PNG
+    write_json_atomic(job.path(REPORT_JSON), summary)
+    return {
+        "files": [REPORT_JSON, REPORT_PNG],
+        "json": REPORT_JSON,
+        "png": job.relative(png),
+        "line": summary["verdict"]["text"],
+    }
