@@ -206,24 +206,58 @@ def cmd_md(args: argparse.Namespace) -> int:
         oxidation_states=args.oxidation_states,
         min_distance=args.min_distance,
         allow_small_cell=args.allow_small_cell,
+        committee=[str(m) for m in args.committee] if args.committee else None,
+        devi_every=args.devi_every,
+        devi_threshold=args.devi_threshold,
+        devi_stop=args.devi_stop,
     )
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[devi]}"),
         TimeRemainingColumn(),
     )
+
+    def deviation(t, d) -> None:
+        above = (
+            f", {100 * d.fraction_above_threshold:.1f}% > {config.devi_threshold:g}"
+            if d.fraction_above_threshold is not None
+            else ""
+        )
+        progress.update(tasks[t], devi=f"max devi_f {d.latest_max_devi_f:.3f} eV/Å{above}")
+
     with Progress(*columns) as progress:
-        tasks = {t: progress.add_task(f"MD {t:g} K", total=config.steps) for t in config.temperatures}
-        summary = run_md(config, on_step=lambda t, step, total: progress.update(tasks[t], completed=step))
+        tasks = {
+            t: progress.add_task(f"MD {t:g} K", total=config.steps, devi="") for t in config.temperatures
+        }
+        summary = run_md(
+            config,
+            on_step=lambda t, step, total: progress.update(tasks[t], completed=step),
+            on_devi=deviation,
+        )
     for run in summary.runs:
         resumed = f", resumed from step {run.resumed_from_step}" if run.resumed_from_step is not None else ""
         print(
             f"{run.temperature_K:g} K: {run.steps} steps, {run.ns_per_day:.3g} ns/day, "
             f"{run.atom_steps_per_s:.3g} atom-steps/s{resumed}; trajectory {run.trajectory}"
         )
+        if run.committee is not None:
+            print(f"  {_committee_line(run.committee)}")
     print(f"summary {Path(config.output) / 'md_summary.json'}")
     return 0
+
+
+def _committee_line(c: dict) -> str:
+    text = (
+        f"committee of {len(c['members'])}: {c['deviation_steps']} deviation steps, max devi_f "
+        f"mean {c['max_devi_f_mean']:.4f}, largest {c['max_devi_f_max']:.4f} eV/Å"
+    )
+    if c["fraction_above_threshold"] is not None:
+        text += f", {100 * c['fraction_above_threshold']:.1f}% of steps above {c['threshold']:g} eV/Å"
+    if c["stopped_at_step"] is not None:
+        text += f"; STOPPED by --devi-stop {c['devi_stop']:g} at step {c['stopped_at_step']} (not resumed)"
+    return f"{text}; series {c['series']}"
 
 
 def cmd_study_data_size(args: argparse.Namespace) -> int:
@@ -493,7 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a CIF (partial occupancies are ordered), POSCAR, extxyz (first frame) or other ase-readable "
         "file, or a built-in name (LGPS, LLZO, LYC)",
     )
-    md.add_argument("model", type=Path, help="exported model (.pt or .pt2)")
+    md.add_argument(
+        "model",
+        type=Path,
+        help="exported model (.pt or .pt2), or an exported committee.json (or its directory)",
+    )
     md.add_argument("-T", "--temperatures", type=float, nargs="+", required=True, help="K")
     md.add_argument("--steps", type=int, default=50_000, help="total steps from 0, equilibration included")
     md.add_argument("--eq-steps", type=int, default=5_000, help="equilibration steps, not in the trajectory")
@@ -507,6 +545,14 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--charges", type=float, nargs="+", help="formal charge per element, model order")
     md.add_argument("-o", "--output", type=Path, default=Path("runs/md"))
     md.add_argument("--overwrite", action="store_true", help="discard finished or partial runs in the output")
+    md.add_argument(
+        "--committee", type=Path, nargs="+", metavar="M", help="more members beside MODEL (member 0 drives)"
+    )
+    md.add_argument("--devi-every", type=int, default=10, help="steps between committee deviations")
+    md.add_argument(
+        "--devi-threshold", type=float, help="eV/Å: report the fraction of steps above it; LAMMPS warns"
+    )
+    md.add_argument("--devi-stop", type=float, help="eV/Å: stop the run cleanly above this deviation")
     add_structure_options(md)
     md.add_argument("--ordering-seed", type=int, default=0, help="seed of the partial-occupancy ordering")
     md.add_argument(

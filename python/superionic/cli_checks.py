@@ -209,7 +209,10 @@ def _md(args: argparse.Namespace) -> None:
     for q in args.charges or []:
         _number("--charges", q, lambda v: True, "finite", "1 4 5 -2")
     output_dir("--output", args.output)
-    model_argument(args.model)
+    if not (Path(args.model).is_dir() or Path(args.model).suffix == ".json"):  # else a committee manifest
+        model_argument(args.model)
+    for member in getattr(args, "committee", None) or []:
+        model_argument(member)
     structure_argument(args.structure)
 
 

@@ -66,6 +66,12 @@ class MdConfig:
     # A cell narrower than twice the model's receptive field sees one neighbour through several
     # images: allowed only when asked (e.g. to match a labeller's reference run on the same cell).
     allow_small_cell: bool = False
+    # A committee: more members beside ``model`` (member 0, which drives the dynamics), or ``model``
+    # is an exported committee.json / its directory. Every devi_every steps all members are evaluated.
+    committee: list[str] | None = None
+    devi_every: int = 10
+    devi_threshold: float | None = None  # eV/Å: the "uncertain" line (fraction above it; devi_warn)
+    devi_stop: float | None = None  # eV/Å: stop the run cleanly above it
 
 
 @dataclass
@@ -78,6 +84,7 @@ class TemperatureRun:
     wall_s: float
     atom_steps_per_s: float
     ns_per_day: float
+    committee: dict | None = None  # deviation statistics of a committee run (None: one model)
 
 
 @dataclass
@@ -90,6 +97,17 @@ class MdSummary:
     runs: list[TemperatureRun] = field(default_factory=list)
     cell_widths_A: list[float] = field(default_factory=list)
     ordering: dict | None = None
+    committee: list[str] | None = None  # member files, member 0 first (None: one model)
+
+    def to_dict(self) -> dict:
+        """As JSON; a one-model run's summary has no committee keys (the layout it always had)."""
+        body = asdict(self)
+        if body["committee"] is None:
+            del body["committee"]
+        for run in body["runs"]:
+            if run["committee"] is None:
+                del run["committee"]
+        return body
 
 
 def newest_restart(directory: Path) -> tuple[Path, int] | None:
@@ -117,7 +135,61 @@ def _elements(
     return [s for s in model_species if s in structure_species]
 
 
-def run_md(config: MdConfig, on_step: Callable[[float, int, int], None] | None = None) -> MdSummary:
+@dataclass(frozen=True)
+class DeviProgress:
+    """What the progress line shows of a committee run while it proceeds."""
+
+    step: int
+    latest_max_devi_f: float  # eV/Å
+    fraction_above_threshold: float | None
+    deviation_steps: int
+
+
+def _members(config: MdConfig) -> list[Path]:
+    """Every model file, member 0 first: one file for a single model, K >= 2 for a committee."""
+    from superionic.md.committee import check_members, read_committee
+
+    model = Path(config.model)
+    members = read_committee(model) if model.is_dir() or model.suffix == ".json" else [model.resolve()]
+    members += [Path(m).resolve() for m in config.committee or []]
+    seen: set[Path] = set()
+    for member in members:
+        if member in seen:
+            raise MdError(f"committee member {member} is given twice; give each model file once")
+        seen.add(member)
+    if len(members) > 1:
+        check_members(members)
+    return members
+
+
+def _check_committee(config: MdConfig, members: Sequence[Path]) -> None:
+    if len(members) < 2:
+        if config.devi_threshold is not None or config.devi_stop is not None:
+            raise MdError(
+                "--devi-threshold and --devi-stop need a committee: give an exported committee.json as the "
+                "model, or add members with --committee M1 M2 ..."
+            )
+        return
+    if config.devi_every < 1:
+        raise MdError(
+            f"--devi-every {config.devi_every}: must be an integer >= 1 (steps); e.g. --devi-every 10"
+        )
+    for name, value in (("--devi-threshold", config.devi_threshold), ("--devi-stop", config.devi_stop)):
+        if value is not None and not value > 0:
+            raise MdError(f"{name} {value:g}: must be a force deviation > 0 in eV/Å; e.g. {name} 0.3")
+    if config.dump_every % config.devi_every:
+        raise MdError(
+            f"--dump-every {config.dump_every} is not a multiple of --devi-every {config.devi_every}: "
+            "trajectory frames would have no deviation; make --dump-every a multiple of --devi-every"
+        )
+
+
+def run_md(
+    config: MdConfig,
+    on_step: Callable[[float, int, int], None] | None = None,
+    on_devi: Callable[[float, DeviProgress], None] | None = None,
+) -> MdSummary:
+    """Run every temperature; ``on_devi`` sees a committee run's newest deviation as it is written."""
     structure_path = Path(config.structure)
     atoms, ordering = build_cell(
         config.structure,
@@ -128,7 +200,8 @@ def run_md(config: MdConfig, on_step: Callable[[float, int, int], None] | None =
         oxidation_states=config.oxidation_states,
         min_distance=config.min_distance,
     )
-    model_path = Path(config.model).resolve()
+    members = _members(config)
+    model_path = members[0]
     meta = read_metadata(model_path)
     elements = _elements(
         set(atoms.get_chemical_symbols()), meta.species, str(structure_path), str(model_path)
@@ -147,6 +220,7 @@ def run_md(config: MdConfig, on_step: Callable[[float, int, int], None] | None =
         )
     if config.steps <= config.eq_steps:
         raise MdError(f"steps ({config.steps}) must exceed eq_steps ({config.eq_steps}): steps counts from 0")
+    _check_committee(config, members)
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     summary = MdSummary(
@@ -157,6 +231,7 @@ def run_md(config: MdConfig, on_step: Callable[[float, int, int], None] | None =
         config.timestep_ps,
         cell_widths_A=[round(float(w), 4) for w in widths],
         ordering=ordering.to_dict(),
+        committee=[str(m) for m in members] if len(members) > 1 else None,
     )
     if config.parallel < 1:
         raise MdError(f"parallel = {config.parallel}: run at least one temperature at a time")
@@ -168,11 +243,11 @@ def run_md(config: MdConfig, on_step: Callable[[float, int, int], None] | None =
     lock = threading.Lock()
 
     def one(temperature: float) -> TemperatureRun:
-        run = _run_one(config, atoms, elements, model_path, temperature, on_step, threads)
+        run = _run_one(config, atoms, elements, members, temperature, on_step, threads, on_devi)
         with lock:
             summary.runs.append(run)
             summary.runs.sort(key=lambda r: config.temperatures.index(r.temperature_K))
-            (output / "md_summary.json").write_text(json.dumps(asdict(summary), indent=2))
+            (output / "md_summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
         return run
 
     with ThreadPoolExecutor(max_workers=config.parallel) as pool:
@@ -181,39 +256,64 @@ def run_md(config: MdConfig, on_step: Callable[[float, int, int], None] | None =
     return summary
 
 
-def _run_one(config, atoms, elements, model_path, temperature, on_step, threads: int = 0) -> TemperatureRun:
+DEVI_FILE = "model_devi.out"
+DEVI_CSV = "model_devi.csv"
+STOPPED_FILE = "stopped.json"
+STOP_RE = re.compile(r"max force deviation (\S+) eV/A > devi_stop (\S+) at step (\d+); stopping the run")
+
+
+def _run_one(
+    config, atoms, elements, members, temperature, on_step, threads: int = 0, on_devi=None
+) -> TemperatureRun:
     directory = Path(config.output) / f"T{temperature:g}K"
     directory.mkdir(parents=True, exist_ok=True)
     trajectory = directory / "traj.h5"
+    model_path = members[0]
+    committee = len(members) > 1
     restart = newest_restart(directory)
+    stopped = directory / STOPPED_FILE
+    if stopped.exists() and not config.overwrite:
+        # devi_stop still writes restart.final: without this the run would pass for a finished one.
+        info = json.loads(stopped.read_text())
+        raise MdError(
+            f"{directory} was stopped by devi_stop at step {info['step']} (max force deviation "
+            f"{info['max_devi_f']:g} eV/Å > {info['devi_stop']:g}): the model is uncertain there; add data "
+            "where the committee disagrees and retrain (superionic learn), or --overwrite to run it again"
+        )
     if (directory / "restart.final.lammps").exists() and not config.overwrite:
         raise MdError(
             f"{directory} holds a finished run; pass --overwrite to run it again or change --output"
         )
     if config.overwrite:
-        for stale in [*directory.glob("restart.*.lammps"), trajectory]:
+        for stale in [
+            *directory.glob("restart.*.lammps"),
+            trajectory,
+            directory / DEVI_FILE,
+            directory / DEVI_CSV,
+            stopped,
+        ]:
             stale.unlink(missing_ok=True)
         restart = None
     elif restart is None and trajectory.exists():
         raise MdError(f"{trajectory} exists but there is no restart to resume from; pass --overwrite")
+    if committee and restart is None:
+        (directory / DEVI_FILE).unlink(missing_ok=True)  # a fresh run starts a fresh series
     write_lammps_data(directory / "structure.data", atoms, elements)
     # What analysis needs and a trajectory file cannot say: the thermostat's temperature.
-    (directory / "run.json").write_text(
-        json.dumps(
-            {
-                "temperature_K": temperature,
-                "timestep_ps": config.timestep_ps,
-                "eq_steps": config.eq_steps,
-                "steps": config.steps,
-                "dump_every": config.dump_every,
-                "elements": elements,
-                "model": str(model_path),
-            },
-            indent=2,
-        )
-    )
-    variables = {
+    info = {
+        "temperature_K": temperature,
+        "timestep_ps": config.timestep_ps,
+        "eq_steps": config.eq_steps,
+        "steps": config.steps,
+        "dump_every": config.dump_every,
+        "elements": elements,
         "model": str(model_path),
+    }
+    if committee:
+        info["committee"] = {"members": [str(m) for m in members], "devi_every": config.devi_every}
+    (directory / "run.json").write_text(json.dumps(info, indent=2))
+    variables = {
+        "model": " ".join(str(m) for m in members),
         "data": "structure.data",
         "elements": " ".join(elements),
         "T": f"{temperature:g}",
@@ -229,13 +329,46 @@ def _run_one(config, atoms, elements, model_path, temperature, on_step, threads:
         "restart_file": restart[0].name if restart else "none",
         "threads": str(threads),
     }
+    fix_args = []  # appended to the fix superionic/h5md line (nvt.in's charge_args)
     if config.charges is not None:
-        variables["charge_args"] = "charges " + " ".join(f"{q:g}" for q in config.charges)
+        fix_args.append("charges " + " ".join(f"{q:g}" for q in config.charges))
+    if committee:
+        # Frames at deviation steps are stored exactly (float64, not the default float32), so a
+        # frame picked for labelling is the configuration whose deviation was measured, and the
+        # deviation can be recomputed from the file to round-off.
+        fix_args.append("positions double")
+    if fix_args:
+        variables["charge_args"] = " ".join(fix_args)
+    follower = None
+    if committee:
+        pair_args = f"committee {len(members)} devi_every {config.devi_every} devi_file {DEVI_FILE}"
+        if config.devi_threshold is not None:
+            pair_args += f" devi_warn {config.devi_threshold:g}"
+        if config.devi_stop is not None:
+            pair_args += f" devi_stop {config.devi_stop:g}"
+        variables["pair_args"] = pair_args
+        variables["committee"] = "1"
+        from superionic.md.committee import DeviFollower
+
+        follower = DeviFollower(directory / DEVI_FILE, config.devi_threshold)
+    # A thermo row: step time temp pe ke etotal press vol, and with a committee c_devi[1] c_devi[2].
+    thermo_words = 10 if committee else 8
 
     def follow(line: str) -> None:
         words = line.split()
-        if on_step and len(words) == 8 and words[0].isdigit():
+        if len(words) != thermo_words or not words[0].isdigit():
+            return
+        if on_step:
             on_step(temperature, int(words[0]), config.steps)
+        if follower is not None and on_devi:
+            follower.update()
+            if follower.latest is not None:
+                on_devi(
+                    temperature,
+                    DeviProgress(
+                        follower.latest_step, follower.latest, follower.fraction_above, len(follower.maxima)
+                    ),
+                )
 
     start = time.perf_counter()
     # LAMMPS reads its input lazily, line by line as it runs: a template edited (or a package
@@ -252,6 +385,10 @@ def _run_one(config, atoms, elements, model_path, temperature, on_step, threads:
     ]
     loop_s = sum(t for t, _ in loops) or wall
     steps_run = sum(n for _, n in loops)
+    block = _committee_block(config, members, directory, run.output) if committee else None
+    if block is not None:
+        info["committee"] = block
+        (directory / "run.json").write_text(json.dumps(info, indent=2))
     return TemperatureRun(
         temperature_K=temperature,
         directory=str(directory),
@@ -261,4 +398,30 @@ def _run_one(config, atoms, elements, model_path, temperature, on_step, threads:
         wall_s=wall,
         atom_steps_per_s=len(atoms) * steps_run / loop_s if steps_run else 0.0,
         ns_per_day=steps_run * config.timestep_ps * 1e-3 / (loop_s / 86400.0) if steps_run else 0.0,
+        committee=block,
     )
+
+
+def _committee_block(config: MdConfig, members: Sequence[Path], directory: Path, output: str) -> dict:
+    """The deviation series as CSV, its statistics, and whether devi_stop ended the run."""
+    from superionic.md.committee import read_devi_file, summary
+
+    series = read_devi_file(directory / DEVI_FILE)
+    series.write_csv(directory / DEVI_CSV)
+    stop = STOP_RE.search(output)
+    stopped_at = int(stop.group(3)) if stop else None
+    if stop:
+        (directory / STOPPED_FILE).write_text(
+            json.dumps(
+                {"step": stopped_at, "max_devi_f": float(stop.group(1)), "devi_stop": float(stop.group(2))}
+            )
+        )
+    return {
+        "members": [str(m) for m in members],
+        "devi_every": config.devi_every,
+        "threshold": config.devi_threshold,
+        "devi_stop": config.devi_stop,
+        "series": DEVI_CSV,
+        **summary(series, config.devi_threshold),
+        "stopped_at_step": stopped_at,
+    }
