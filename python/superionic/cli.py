@@ -599,6 +599,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_validate_command(verbs)
 
+    from superionic.workflows.learn_command import add_learn_command
+
+    add_learn_command(verbs)
+
     demo = verbs.add_parser("demo", help="train → export → MD at 3 temperatures → D, σ, Ea on the LGPS data")
     demo.add_argument("--workdir", default="runs/demo")
     demo.add_argument("--epochs", type=int, default=60, help="training epochs")
