@@ -260,9 +260,9 @@ class _Run:
         return _finite(result)
 
     def _stopped_at(self, run: dict[str, Any]) -> int | None:
-        summary = Path(run["directory"]) / "run.json"
-        committee = json.loads(summary.read_text()).get("committee") if summary.exists() else None
-        return committee.get("stopped_at_step") if isinstance(committee, dict) else None
+        """The step at which devi_stop ended the run (superionic md's stopped.json), else None."""
+        stopped = Path(run["directory"]) / "stopped.json"
+        return int(json.loads(stopped.read_text())["step"]) if stopped.exists() else None
 
     def _diffusion(self, run: dict[str, Any], out: Path) -> dict[str, Any]:
         from superionic.analysis.diffusion import WindowRule
