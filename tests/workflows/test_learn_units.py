@@ -264,3 +264,24 @@ def test_warm_start_begins_from_the_previous_members_ema(tmp_path):
         rows = (tmp_path / "r1" / f"member_{k}" / "train.csv").read_text().splitlines()
         assert len(rows) == 1 + 2  # header + finetune.epochs rows
     assert json.loads(result1.manifest.read_text())["members"] == 2
+
+
+def test_a_training_subset_and_a_changed_config_are_refused(tmp_path):
+    from superionic.workflows.learn import learn
+
+    config = _config(tmp_path, output=str(tmp_path / "out"))
+    (tmp_path / "train.yaml").write_text("data:\n  train: [x.extxyz]\n  max_frames: 50\n")
+    with pytest.raises(LearnError, match=r"data.max_frames = 50: learn adds frames .* remove max_frames"):
+        learn(config)
+    (tmp_path / "train.yaml").write_text("data:\n  train: [x.extxyz]\n")
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "learn_config.json").write_text(
+        json.dumps({"fingerprint": "0", "config": {**config.to_dict(), "lo": 0.01, "members": 8}})
+    )
+    with pytest.raises(LearnError) as info:
+        learn(config)
+    assert str(info.value) == (
+        f"learn.yaml: {tmp_path / 'out'} holds an active-learning run made with other members, lo; "
+        "restore them to continue it, or set another output"
+    )

@@ -106,10 +106,18 @@ class _Run:
         self.output = Path(config.output)
         self.progress = progress
         self.hook = hook
-        self.events = EventLog(self.output / "events.jsonl")
         self.band = Band(config.lo, config.hi, config.threshold)
         self.base_train = load_config(config.training)
+        if self.base_train.data.max_frames is not None:
+            # The trainer draws a seeded subset of all training files: the frames learn adds
+            # would be dropped from it at random.
+            raise LearnError(
+                f"{config.training}: data.max_frames = {self.base_train.data.max_frames}: learn adds frames "
+                "to the training data and a subset would drop them; remove max_frames (cut the starting "
+                "file instead)"
+            )
         self._labeller = None
+        self.events = EventLog(self.output / "events.jsonl")
 
     # --- one stage, resumable -------------------------------------------------------------------
 
