@@ -7,14 +7,18 @@
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
+#include "timer.h"
 #include "update.h"
 #include "utils.h"
 
 #include <cmath>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
+#include <memory>
 #include <thread>
 
+#include "committee_deviation.h"
 #include "device_placement.h"
 #include "model.h"
 #include "sprinter_kernel.h"
@@ -25,6 +29,8 @@ namespace {
 // Closer pairs are unphysical for any trained model; stop with the atoms named rather than
 // propagate NaN or enormous forces.
 constexpr double kMinDistance = 0.1;
+// devi_warn prints this many warnings per run, then only counts.
+constexpr bigint kMaxDeviWarnings = 10;
 
 // Ranks sharing this node and this rank's index among them: one GPU per node-local rank, and the
 // node's cores split between ranks.
@@ -46,6 +52,8 @@ PairSuperionic::PairSuperionic(LAMMPS *lmp) : Pair(lmp)
   // The virial is tallied edge by edge, exactly, including per-atom virials.
   no_virial_fdotr_compute = 1;
   centroidstressflag = CENTROID_NOTAVAIL;
+  // compute pair reads nextra when it is defined; settings() sets it to 4 for a committee.
+  pvector = devi_values;
 }
 
 PairSuperionic::~PairSuperionic()
@@ -55,6 +63,9 @@ PairSuperionic::~PairSuperionic()
     memory->destroy(cutsq);
     memory->destroy(cutghost);
   }
+  memory->destroy(member_force);
+  if (devi_fp) fclose(devi_fp);
+  pvector = nullptr;
 }
 
 void PairSuperionic::allocate()
@@ -70,6 +81,12 @@ void PairSuperionic::allocate()
 
 void PairSuperionic::settings(int narg, char **arg)
 {
+  // A repeated pair_style line re-enters here: committee settings not given return to their defaults.
+  committee_size = 1;
+  devi_every = 10;
+  devi_path = "model_devi.out";
+  devi_warn = devi_stop = -1.0;
+  bool devi_keyword = false;
   int iarg = 0;
   while (iarg < narg) {
     std::string key = arg[iarg];
@@ -100,11 +117,32 @@ void PairSuperionic::settings(int narg, char **arg)
       if (value != "model" && value != "float32" && value != "float64")
         error->all(FLERR, "pair_style superionic: precision must be model, float32 or float64, not '{}'", value);
       kernel_precision = value;
+    } else if (key == "committee") {
+      committee_size = utils::inumeric(FLERR, value, false, lmp);
+      if (committee_size < 2)
+        error->all(FLERR, "pair_style superionic: committee needs K >= 2 model files, got {}; for one model leave the keyword out", committee_size);
+    } else if (key == "devi_every") {
+      devi_every = utils::bnumeric(FLERR, value, false, lmp);
+      if (devi_every < 1) error->all(FLERR, "pair_style superionic: devi_every must be >= 1 (steps), got {}", value);
+      devi_keyword = true;
+    } else if (key == "devi_file") {
+      devi_path = value;
+      devi_keyword = true;
+    } else if (key == "devi_warn" || key == "devi_stop") {
+      double threshold = utils::numeric(FLERR, value, false, lmp);
+      if (threshold <= 0.0) error->all(FLERR, "pair_style superionic: {} must be > 0 (eV/A), got {}", key, value);
+      (key == "devi_warn" ? devi_warn : devi_stop) = threshold;
+      devi_keyword = true;
     } else {
-      error->all(FLERR, "pair_style superionic: unknown keyword '{}'; valid keywords are device, threads, debug/edges, backend, gpus_per_node, allow_oversubscribe, precision", key);
+      error->all(FLERR, "pair_style superionic: unknown keyword '{}'; valid keywords are device, threads, debug/edges, backend, gpus_per_node, allow_oversubscribe, precision, committee, devi_every, devi_file, devi_warn, devi_stop", key);
     }
     iarg += 2;
   }
+  if (devi_keyword && committee_size < 2)
+    error->all(FLERR, "pair_style superionic: devi_every, devi_file, devi_warn and devi_stop need 'committee K' with K >= 2 model files");
+  // Every member's force on every local and ghost atom travels in one reverse communication.
+  comm_reverse = committee_size > 1 ? 3 * committee_size : 0;
+  nextra = committee_size > 1 ? 4 : 0;
 }
 
 std::string PairSuperionic::resolve_device()
@@ -129,41 +167,84 @@ std::string PairSuperionic::resolve_device()
   return "cpu";
 }
 
+void PairSuperionic::load_models(const std::vector<std::string> &paths)
+{
+  std::string device = resolve_device();
+  models.clear();
+  kernels.clear();
+  for (const auto &path : paths) {
+    try {
+      models.push_back(std::make_unique<superionic::Model>(path, device));
+    } catch (const superionic::ModelError &e) {
+      error->all(FLERR, "pair_coeff superionic: {}", e.what());
+    }
+    superionic::Model &model = *models.back();
+    // The native kernel runs on the CPU; 'auto' takes it unless the model was placed on a GPU.
+    superionic::SprinterKernel *kernel = nullptr;
+    if (backend_request == "native" && !model.native_kernel())
+      error->all(FLERR, "pair_style superionic backend native: no native kernel for {}: {}; use backend torch",
+                 path, model.native_unavailable_reason());
+    if (backend_request == "native" || (backend_request == "auto" && model.device() == "cpu"))
+      kernel = model.native_kernel();
+    if (kernel) kernel->set_num_threads(threads_per_rank);
+    if (kernel_precision != "model") {
+      if (!kernel)
+        error->all(FLERR, "pair_style superionic precision {}: applies to the native kernel only, which {} does not use; remove the keyword",
+                   kernel_precision, path);
+      // float32 arithmetic with float64 energy sums; forces agree with float64 to ~1e-6 relative.
+      kernel->set_precision(kernel_precision == "float32" ? superionic::KernelPrecision::Float32
+                                                          : superionic::KernelPrecision::Float64);
+    }
+    kernels.push_back(kernel);
+  }
+
+  // Members share the graph built for member 0, so they must read it the same way.
+  const auto &first = models[0]->metadata();
+  for (size_t k = 1; k < models.size(); k++) {
+    const auto &meta = models[k]->metadata();
+    std::string field, mine, theirs;
+    if (meta.species != first.species) {
+      field = "species (names and order)";
+      mine = utils::join_words(meta.species, " ");
+      theirs = utils::join_words(first.species, " ");
+    } else if (meta.cutoff != first.cutoff) {
+      field = "cutoff";
+      mine = fmt::format("{} A", meta.cutoff);
+      theirs = fmt::format("{} A", first.cutoff);
+    } else if (meta.receptive_field != first.receptive_field) {
+      field = "receptive field";
+      mine = fmt::format("{} A", meta.receptive_field);
+      theirs = fmt::format("{} A", first.receptive_field);
+    }
+    if (!field.empty())
+      error->all(FLERR, "pair_coeff superionic: committee member {} ({}) has {} {} but member 0 ({}) has {}; all members must share species, cutoff and receptive field",
+                 k, paths[k], field, mine, paths[0], theirs);
+  }
+}
+
 void PairSuperionic::coeff(int narg, char **arg)
 {
   if (!allocated) allocate();
   const int ntypes = atom->ntypes;
-  if (narg != 3 + ntypes)
+  const int n_files = committee_size;
+  if (narg != 2 + n_files + ntypes) {
+    if (n_files == 1)
+      error->all(FLERR,
+                 "pair_coeff superionic: expected '* * model_file' and {} element names (one per atom type, NULL to skip a type), got {} element names",
+                 ntypes, std::max(0, narg - 3));
     error->all(FLERR,
-               "pair_coeff superionic: expected '* * model_file' and {} element names (one per atom type, NULL to skip a type), got {} element names",
-               ntypes, std::max(0, narg - 3));
+               "pair_coeff superionic: pair_style says committee {}, so expected '* *', {} model files and {} element names (one per atom type), got {} arguments after '* *'",
+               n_files, n_files, ntypes, std::max(0, narg - 2));
+  }
   if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
     error->all(FLERR, "pair_coeff superionic: the first two arguments must be '* *'");
 
-  const std::string path = arg[2];
-  std::string device = resolve_device();
-  try {
-    model = std::make_unique<superionic::Model>(path, device);
-  } catch (const superionic::ModelError &e) {
-    error->all(FLERR, "pair_coeff superionic: {}", e.what());
-  }
-  const auto &meta = model->metadata();
-  // The native kernel runs on the CPU; 'auto' takes it unless the model was placed on a GPU.
-  kernel = nullptr;
-  if (backend_request == "native" && !model->native_kernel())
-    error->all(FLERR, "pair_style superionic backend native: no native kernel for {}: {}; use backend torch",
-               path, model->native_unavailable_reason());
-  if (backend_request == "native" || (backend_request == "auto" && model->device() == "cpu"))
-    kernel = model->native_kernel();
-  if (kernel) kernel->set_num_threads(threads_per_rank);
-  if (kernel_precision != "model") {
-    if (!kernel)
-      error->all(FLERR, "pair_style superionic precision {}: applies to the native kernel only, which {} does not use; remove the keyword",
-                 kernel_precision, path);
-    // float32 arithmetic with float64 energy sums; forces agree with float64 to ~1e-6 relative.
-    kernel->set_precision(kernel_precision == "float32" ? superionic::KernelPrecision::Float32
-                                                        : superionic::KernelPrecision::Float64);
-  }
+  std::vector<std::string> paths(arg + 2, arg + 2 + n_files);
+  load_models(paths);
+  const std::string &path = paths[0];
+  const superionic::Model &model = *models[0];
+  const superionic::SprinterKernel *kernel = kernels[0];
+  const auto &meta = model.metadata();
   cutoff = meta.cutoff;
   receptive_field = meta.receptive_field;
   message_passing = receptive_field > cutoff;
@@ -172,7 +253,7 @@ void PairSuperionic::coeff(int narg, char **arg)
   type_species.assign(ntypes + 1, -1);
   std::string type_map;
   for (int t = 1; t <= ntypes; t++) {
-    std::string name = arg[2 + t];
+    std::string name = arg[1 + n_files + t];
     if (name == "NULL") {
       type_map += fmt::format(" {}->NULL", t);
       continue;
@@ -190,22 +271,37 @@ void PairSuperionic::coeff(int narg, char **arg)
     for (int j = i; j <= ntypes; j++)
       setflag[i][j] = (type_species[i] >= 0 && type_species[j] >= 0) ? 1 : 0;
 
-  if (comm->me == 0)
+  auto backend = [](const superionic::Model &m, const superionic::SprinterKernel *k) {
+    return k ? k->describe() + " on each rank"
+             : fmt::format("device {}, {} torch threads per rank", m.device(), superionic::Model::num_threads());
+  };
+  if (comm->me == 0) {
     utils::logmesg(lmp,
                    "pair superionic: model {} ({}, {}, {})\n"
                    "  species: {}\n  type map:{}\n  cutoff {} A, receptive field {} A{}\n",
-                   path, meta.model_kind, meta.dtype,
-                   kernel ? kernel->describe() + " on each rank"
-                          : fmt::format("device {}, {} torch threads per rank", model->device(),
-                                        superionic::Model::num_threads()),
+                   path, meta.model_kind, meta.dtype, backend(model, kernel),
                    utils::join_words(meta.species, " "), type_map,
                    cutoff, receptive_field,
                    message_passing ? " (ghost atoms within the receptive field carry edges)" : "");
+    if (n_files > 1) {
+      std::string limits;
+      if (devi_warn > 0.0) limits += fmt::format(", warn above {} eV/A", devi_warn);
+      if (devi_stop > 0.0) limits += fmt::format(", stop above {} eV/A", devi_stop);
+      utils::logmesg(lmp, "pair superionic: committee of {} models; member 0 drives the dynamics, all are evaluated every {} steps (force deviation to {}{})\n",
+                     n_files, devi_every, devi_path, limits);
+      for (int k = 1; k < n_files; k++)
+        utils::logmesg(lmp, "  member {}: {} ({}, {})\n", k, paths[k], models[k]->metadata().dtype,
+                       backend(*models[k], kernels[k]));
+    }
+  }
 }
 
 void PairSuperionic::init_style()
 {
-  if (!model) error->all(FLERR, "pair_style superionic: pair_coeff must load a model before the run");
+  if (models.empty()) error->all(FLERR, "pair_style superionic: pair_coeff must load a model before the run");
+  if (static_cast<int>(models.size()) != committee_size)
+    error->all(FLERR, "pair_style superionic: pair_style says committee {} but pair_coeff loaded {} model files; repeat pair_coeff after changing the committee",
+               committee_size, models.size());
   if (strcmp(update->unit_style, "metal") != 0)
     error->all(FLERR, "pair_style superionic: models use metal units (eV, Angstrom, ps); the input sets units {}. Use 'units metal'",
                update->unit_style);
@@ -227,6 +323,39 @@ void PairSuperionic::init_style()
         utils::logmesg(lmp, "pair superionic: ghost cutoff raised to {} A (receptive field + skin)\n", needed);
     }
   }
+
+  if (committee_size > 1) {
+    open_devi_file();
+    devi_steps_run = devi_warnings_run = 0;
+    devi_max_run = 0.0;
+  }
+}
+
+void PairSuperionic::open_devi_file()
+{
+  if (devi_fp && devi_fp_path == devi_path) return;
+  int ok = 1;
+  std::string why;
+  if (comm->me == 0) {
+    if (devi_fp) fclose(devi_fp);
+    // Appending keeps one file across a resumed run; the header goes only into a new or empty file.
+    devi_fp = fopen(devi_path.c_str(), "a");
+    if (!devi_fp) {
+      ok = 0;
+      why = utils::getsyserror();
+    } else {
+      fseek(devi_fp, 0, SEEK_END);
+      if (ftell(devi_fp) == 0) {
+        fputs("# step max_devi_f min_devi_f avg_devi_f devi_e (eV/A, eV/A, eV/A, eV/atom)\n", devi_fp);
+        fflush(devi_fp);
+      }
+    }
+  }
+  MPI_Bcast(&ok, 1, MPI_INT, 0, world);
+  if (!ok)
+    error->one(FLERR, "pair_style superionic devi_file {}: cannot open it for appending: {}; choose a writable path",
+               devi_path, why);
+  devi_fp_path = devi_path;
 }
 
 double PairSuperionic::init_one(int i, int j)
@@ -302,6 +431,20 @@ void PairSuperionic::write_debug_edges()
   fclose(out);
 }
 
+void PairSuperionic::evaluate(int member, int64_t n_nodes, int64_t n_local, int64_t n_edges)
+{
+  try {
+    if (kernels[member])
+      kernels[member]->compute(edge_vec.data(), edge_src.data(), edge_dst.data(), n_edges, species.data(),
+                               n_nodes, n_local, atom_energy.data(), edge_grad.data());
+    else
+      models[member]->compute(edge_vec.data(), edge_src.data(), edge_dst.data(), n_edges, species.data(),
+                              n_nodes, n_local, atom_energy.data(), edge_grad.data());
+  } catch (const superionic::ModelError &e) {
+    error->one(FLERR, "pair_style superionic: {}", e.what());
+  }
+}
+
 void PairSuperionic::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
@@ -314,51 +457,157 @@ void PairSuperionic::compute(int eflag, int vflag)
   while (n_local < n_nodes && atom_of_node[n_local] < nlocal) n_local++;
   const int64_t n_edges = static_cast<int64_t>(edge_src.size());
 
-  // A rank that owns no atom of this style contributes nothing: energy, forces and virial are 0.
-  if (n_local == 0) return;
-
-  atom_energy.resize(n_local);
-  edge_grad.resize(3 * n_edges);
-  try {
-    if (kernel)
-      kernel->compute(edge_vec.data(), edge_src.data(), edge_dst.data(), n_edges, species.data(), n_nodes,
-                      n_local, atom_energy.data(), edge_grad.data());
-    else
-      model->compute(edge_vec.data(), edge_src.data(), edge_dst.data(), n_edges, species.data(), n_nodes,
-                     n_local, atom_energy.data(), edge_grad.data());
-  } catch (const superionic::ModelError &e) {
-    error->one(FLERR, "pair_style superionic: {}", e.what());
+  const bool deviation_step = committee_size > 1 && update->ntimestep % devi_every == 0;
+  const int K = committee_size;
+  if (deviation_step) {
+    if (member_force_rows < atom->nmax || member_force_cols != 3 * K) {
+      memory->destroy(member_force);
+      member_force_rows = atom->nmax;
+      member_force_cols = 3 * K;
+      memory->create(member_force, member_force_rows, member_force_cols, "pair:member_force");
+    }
+    const int nall = nlocal + atom->nghost;
+    if (nall > 0) std::fill(&member_force[0][0], &member_force[0][0] + static_cast<size_t>(nall) * 3 * K, 0.0);
+    member_energy.assign(K, 0.0);
   }
 
-  if (eflag_global)
-    for (int64_t n = 0; n < n_local; n++) eng_vdwl += atom_energy[n];
-  if (eflag_atom)
-    for (int64_t n = 0; n < n_local; n++) eatom[atom_of_node[n]] += atom_energy[n];
+  // A rank that owns no atom of this style contributes nothing (energy, forces and virial are 0),
+  // but still takes part in the deviation's communication below.
+  if (n_local > 0) {
+    atom_energy.resize(n_local);
+    edge_grad.resize(3 * n_edges);
+    evaluate(0, n_nodes, n_local, n_edges);
 
-  double **f = atom->f;
-  for (int64_t e = 0; e < n_edges; e++) {
-    const int i = static_cast<int>(atom_of_node[edge_src[e]]);
-    const int j = static_cast<int>(atom_of_node[edge_dst[e]]);
-    const double *g = &edge_grad[3 * e];
-    // edge_vec = r_j - r_i, so F_i = -dE/dr_i = +edge_grad and F_j = -edge_grad.
-    f[i][0] += g[0];
-    f[i][1] += g[1];
-    f[i][2] += g[2];
-    f[j][0] -= g[0];
-    f[j][1] -= g[1];
-    f[j][2] -= g[2];
-    if (vflag_either) {
-      const double *d = &edge_vec[3 * e];
-      // LAMMPS's pair virial is (r_i - r_j) (x) f_i = -edge_vec (x) edge_grad, order xx yy zz xy xz yz.
-      const double v[6] = {-d[0] * g[0], -d[1] * g[1], -d[2] * g[2],
-                           -d[0] * g[1], -d[0] * g[2], -d[1] * g[2]};
-      if (vflag_global)
-        for (int k = 0; k < 6; k++) virial[k] += v[k];
-      if (vflag_atom)
-        for (int k = 0; k < 6; k++) {
-          vatom[i][k] += 0.5 * v[k];
-          vatom[j][k] += 0.5 * v[k];
+    if (eflag_global)
+      for (int64_t n = 0; n < n_local; n++) eng_vdwl += atom_energy[n];
+    if (eflag_atom)
+      for (int64_t n = 0; n < n_local; n++) eatom[atom_of_node[n]] += atom_energy[n];
+
+    double **f = atom->f;
+    for (int64_t e = 0; e < n_edges; e++) {
+      const int i = static_cast<int>(atom_of_node[edge_src[e]]);
+      const int j = static_cast<int>(atom_of_node[edge_dst[e]]);
+      const double *g = &edge_grad[3 * e];
+      // edge_vec = r_j - r_i, so F_i = -dE/dr_i = +edge_grad and F_j = -edge_grad.
+      f[i][0] += g[0];
+      f[i][1] += g[1];
+      f[i][2] += g[2];
+      f[j][0] -= g[0];
+      f[j][1] -= g[1];
+      f[j][2] -= g[2];
+      if (vflag_either) {
+        const double *d = &edge_vec[3 * e];
+        // LAMMPS's pair virial is (r_i - r_j) (x) f_i = -edge_vec (x) edge_grad, order xx yy zz xy xz yz.
+        const double v[6] = {-d[0] * g[0], -d[1] * g[1], -d[2] * g[2],
+                             -d[0] * g[1], -d[0] * g[2], -d[1] * g[2]};
+        if (vflag_global)
+          for (int k = 0; k < 6; k++) virial[k] += v[k];
+        if (vflag_atom)
+          for (int k = 0; k < 6; k++) {
+            vatom[i][k] += 0.5 * v[k];
+            vatom[j][k] += 0.5 * v[k];
+          }
+      }
+    }
+
+    // Member 0's forces are also kept apart from atom->f, which may hold other styles' forces.
+    for (int k = 0; deviation_step && k < K; k++) {
+      if (k > 0) evaluate(k, n_nodes, n_local, n_edges);
+      for (int64_t n = 0; n < n_local; n++) member_energy[k] += atom_energy[n];
+      for (int64_t e = 0; e < n_edges; e++) {
+        double *fi = &member_force[atom_of_node[edge_src[e]]][3 * k];
+        double *fj = &member_force[atom_of_node[edge_dst[e]]][3 * k];
+        const double *g = &edge_grad[3 * e];
+        for (int c = 0; c < 3; c++) {
+          fi[c] += g[c];
+          fj[c] -= g[c];
         }
+      }
     }
   }
+
+  if (deviation_step) committee_deviation(n_local);
+}
+
+void PairSuperionic::committee_deviation(int64_t n_local)
+{
+  const int K = committee_size;
+  // Fold the ghosts' contributions into their owners: each owned atom then holds every member's full force.
+  comm->reverse_comm(this);
+
+  superionic::DeviationSummary local;
+  for (int64_t n = 0; n < n_local; n++) local.add(superionic::force_deviation(member_force[atom_of_node[n]], K));
+  double max_devi = 0.0, min_devi = 0.0, sum_devi = 0.0;
+  bigint count = 0, local_count = local.count;
+  MPI_Allreduce(&local.max, &max_devi, 1, MPI_DOUBLE, MPI_MAX, world);
+  MPI_Allreduce(&local.min, &min_devi, 1, MPI_DOUBLE, MPI_MIN, world);
+  MPI_Allreduce(&local.sum, &sum_devi, 1, MPI_DOUBLE, MPI_SUM, world);
+  MPI_Allreduce(&local_count, &count, 1, MPI_LMP_BIGINT, MPI_SUM, world);
+  std::vector<double> energy(K, 0.0);
+  MPI_Allreduce(member_energy.data(), energy.data(), K, MPI_DOUBLE, MPI_SUM, world);
+
+  if (count == 0) min_devi = 0.0;
+  const double avg_devi = count > 0 ? sum_devi / static_cast<double>(count) : 0.0;
+  const double devi_e = count > 0 ? superionic::population_std(energy.data(), K) / static_cast<double>(count) : 0.0;
+  const bigint step = update->ntimestep;
+
+  // compute pair sums pvector over ranks, so only rank 0 holds the values.
+  const double values[4] = {max_devi, avg_devi, min_devi, devi_e};
+  for (int q = 0; q < 4; q++) devi_values[q] = comm->me == 0 ? values[q] : 0.0;
+
+  if (comm->me == 0 && devi_fp) {
+    fprintf(devi_fp, "%lld %.10g %.10g %.10g %.10g\n", static_cast<long long>(step), max_devi, min_devi,
+            avg_devi, devi_e);
+    fflush(devi_fp);
+  }
+  devi_steps_run++;
+  devi_max_run = std::max(devi_max_run, max_devi);
+
+  if (devi_warn > 0.0 && max_devi > devi_warn) {
+    devi_warnings_run++;
+    if (comm->me == 0) {
+      if (devi_warnings_run <= kMaxDeviWarnings)
+        error->warning(FLERR, "pair superionic: max force deviation {:.6g} eV/A > devi_warn {} at step {}",
+                       max_devi, devi_warn, step);
+      else if (devi_warnings_run == kMaxDeviWarnings + 1)
+        error->warning(FLERR, "pair superionic: more than {} steps above devi_warn {} in this run; further ones are counted and reported at the end of the run",
+                       kMaxDeviWarnings, devi_warn);
+    }
+  }
+  if (devi_stop > 0.0 && max_devi > devi_stop) {
+    // A following run re-evaluates the stop step in its setup; say it once.
+    if (devi_stop_step != step && comm->me == 0)
+      utils::logmesg(lmp, "pair superionic: max force deviation {:.6g} eV/A > devi_stop {} at step {}; stopping the run\n",
+                     max_devi, devi_stop, step);
+    devi_stop_step = step;
+    // As fix halt's 'error soft': the run loop ends after this step and later run commands do
+    // nothing, while the input's other commands (write_restart, ...) still execute.
+    timer->force_timeout();
+  }
+}
+
+int PairSuperionic::pack_reverse_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  for (int i = first; i < first + n; i++)
+    for (int c = 0; c < member_force_cols; c++) buf[m++] = member_force[i][c];
+  return m;
+}
+
+void PairSuperionic::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    double *row = member_force[list[i]];
+    for (int c = 0; c < member_force_cols; c++) row[c] += buf[m++];
+  }
+}
+
+void PairSuperionic::finish()
+{
+  if (committee_size < 2 || comm->me != 0) return;
+  std::string warned;
+  if (devi_warn > 0.0) warned = fmt::format("; {} of them above devi_warn {} eV/A", devi_warnings_run, devi_warn);
+  utils::logmesg(lmp, "pair superionic: committee deviation evaluated on {} steps of this run, largest max_devi_f {:.6g} eV/A{}\n",
+                 devi_steps_run, devi_max_run, warned);
 }

@@ -10,6 +10,7 @@ PairStyle(superionic,PairSuperionic);
 #define LMP_PAIR_SUPERIONIC_H
 
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,15 +33,20 @@ class PairSuperionic : public Pair {
   void coeff(int, char **) override;
   void init_style() override;
   double init_one(int, int) override;
+  void finish() override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
 
  private:
-  std::unique_ptr<superionic::Model> model;
+  // Committee members (docs/committee.md); models[0] drives the dynamics, the others are evaluated
+  // only on deviation steps. One entry without the committee keyword.
+  std::vector<std::unique_ptr<superionic::Model>> models;
+  std::vector<superionic::SprinterKernel *> kernels;  // owned by models; null: that member's torch path
   std::string device_request = "cpu";  // see device_placement.h for how a rank picks its GPU
   int gpus_per_node = 0;
   bool allow_oversubscribe = false;
   std::string backend_request = "auto";     // auto: the native kernel where the model has one
   std::string kernel_precision = "model";  // the native kernel's arithmetic: model, float32, float64
-  superionic::SprinterKernel *kernel = nullptr;  // owned by model; null: the torch path
   int threads_per_rank = 1;
   int num_threads = 0;  // 0: leave libtorch's choice, unless several ranks share the node
   std::string debug_edges_path;
@@ -50,6 +56,21 @@ class PairSuperionic : public Pair {
   bool message_passing = false;
   bigint debug_edges_step = -1;
 
+  // Committee settings and the state of the current run.
+  int committee_size = 1;  // K; 1 = no committee
+  bigint devi_every = 10;
+  std::string devi_path = "model_devi.out";
+  double devi_warn = -1.0;  // eV/A; negative: off
+  double devi_stop = -1.0;  // eV/A; negative: off
+  FILE *devi_fp = nullptr;  // rank 0 only
+  std::string devi_fp_path;
+  double devi_values[4] = {0.0, 0.0, 0.0, 0.0};  // max, avg, min, devi_e: compute pair's vector
+  bigint devi_steps_run = 0, devi_warnings_run = 0, devi_stop_step = -1;
+  double devi_max_run = 0.0;
+  double **member_force = nullptr;  // [nmax][3K]: each member's force on local and ghost atoms
+  int member_force_rows = 0, member_force_cols = 0;
+  std::vector<double> member_energy;  // [K] this rank's share of each member's energy
+
   // Per-step work arrays sized by local + ghost atoms and local edges, reused between steps.
   std::vector<int64_t> node_of_atom, atom_of_node, species, edge_src, edge_dst;
   std::vector<double> edge_vec, atom_energy, edge_grad;
@@ -58,6 +79,10 @@ class PairSuperionic : public Pair {
   std::string resolve_device();
   void build_graph();
   void write_debug_edges();
+  void load_models(const std::vector<std::string> &paths);
+  void evaluate(int member, int64_t n_nodes, int64_t n_local, int64_t n_edges);
+  void committee_deviation(int64_t n_local);
+  void open_devi_file();
 };
 
 }  // namespace LAMMPS_NS
