@@ -603,6 +603,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_learn_command(verbs)
 
+    from superionic.workflows.conductivity_cli import add_conductivity_command
+
+    add_conductivity_command(verbs)
+
     demo = verbs.add_parser("demo", help="train → export → MD at 3 temperatures → D, σ, Ea on the LGPS data")
     demo.add_argument("--workdir", default="runs/demo")
     demo.add_argument("--epochs", type=int, default=60, help="training epochs")

@@ -191,6 +191,23 @@ def _flag(name: str) -> str:
     return name.replace("_", "-")
 
 
+# Request fields whose command-line option is not --<field with dashes>.
+OPTIONS = {
+    "temperatures": "-T",
+    "devi_lo": "--devi-band (lo)",
+    "devi_hi": "--devi-band (hi)",
+    "timestep_fs": "--timestep",
+    "structure": "STRUCTURE",
+    "structure_sha256": "the content of STRUCTURE",
+    "train_config_sha256": "the content of --train-config",
+}
+
+
+def option(field: str) -> str:
+    """The command-line option that sets a request field, for messages."""
+    return OPTIONS.get(field, f"--{_flag(field)}")
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -247,20 +264,49 @@ def _outputs_present(job: Job, stage: str) -> bool:
     return all(job.path(f).exists() for f in files)
 
 
-def run_conductivity(
-    request: ConductivityRequest, listener: Listener = lambda event: None
-) -> ConductivityResult:
-    """Run (or resume) every stage; returns the report. Raises ConductivityError and the lower layers'
-    user errors with one-line messages."""
-    from superionic.workflows import conductivity_checks, conductivity_report, conductivity_stages
+# What a stage keeps when only later inputs changed: the teacher's MD depends on the cell alone
+# (stage label), not on the model, so a rerun of training or MD reruns only its validation.
+KEEP_UNLESS = {"teacher": ("label", "validation")}
+
+
+def _clear(job: Job, stage: str, ran: list[str]) -> None:
+    directory = job.path(stage)
+    if not directory.is_dir():
+        return
+    if stage in KEEP_UNLESS and KEEP_UNLESS[stage][0] not in ran:
+        target = directory / KEEP_UNLESS[stage][1]
+        if target.is_dir():
+            shutil.rmtree(target)
+        return
+    shutil.rmtree(directory)
+    job.state.forget(stage)
+
+
+def open_job(request: ConductivityRequest, listener: Listener = lambda event: None) -> Job:
+    """Check the request against itself, the work directory and the structure, before any work.
+
+    Raises ConductivityError (and the structure readers' errors) with one-line messages.
+    """
+    from superionic.workflows import conductivity_stages
 
     request.check()
-    workdir = Path(request.workdir)
     try:
-        state = JobState(workdir, KIND, request.fingerprint(), overwrite=request.overwrite)
+        state = JobState(
+            Path(request.workdir), KIND, request.fingerprint(), overwrite=request.overwrite, flag=option
+        )
     except StateError as err:
         raise ConductivityError(str(err)) from err
     job = Job(request, state, listener)
+    if not state.done("label"):
+        conductivity_stages.preflight(job)
+    return job
+
+
+def run_job(job: Job) -> ConductivityResult:
+    """Run (or resume) every stage of an opened job; returns the report."""
+    from superionic.workflows import conductivity_checks, conductivity_report, conductivity_stages
+
+    state = job.state
     runners: dict[str, Callable[[Job], dict[str, Any]]] = {
         "label": conductivity_stages.label,
         "train": conductivity_stages.train,
@@ -270,32 +316,37 @@ def run_conductivity(
         "teacher": conductivity_checks.teacher,
         "report": conductivity_report.report,
     }
-    if not state.done("label"):
-        conductivity_stages.preflight(job)
     ran: list[str] = []
     for stage in STAGES:
         if not ran and state.done(stage) and _outputs_present(job, stage):
             state.note(stage, "skipped")
-            listener(StageEvent(stage, "skipped", status=state.outputs(stage).get("line", "done earlier")))
+            job.listener(
+                StageEvent(stage, "skipped", status=state.outputs(stage).get("line", "done earlier"))
+            )
             continue
         if ran:
             # An earlier stage ran in this call: whatever this stage holds was made from older inputs.
-            directory = job.path(stage)
-            if directory.is_dir():
-                shutil.rmtree(directory)
+            _clear(job, stage, ran)
             state.reopen(stage)
-        listener(StageEvent(stage, "start"))
+        job.listener(StageEvent(stage, "start"))
         state.note(stage, "started")
         start = time.perf_counter()
         outputs = runners[stage](job)
         state.finish(stage, outputs, time.perf_counter() - start)
         ran.append(stage)
-        listener(StageEvent(stage, "done", status=outputs.get("line", "")))
+        job.listener(StageEvent(stage, "done", status=outputs.get("line", "")))
     body = state.outputs("report")
     return ConductivityResult(
-        workdir=workdir,
+        workdir=job.workdir,
         report_json=job.path(body["json"]),
         report_png=job.path(body["png"]),
         report=conductivity_report.read_report(job.path(body["json"])),
         ran=ran,
     )
+
+
+def run_conductivity(
+    request: ConductivityRequest, listener: Listener = lambda event: None
+) -> ConductivityResult:
+    """:func:`open_job` then :func:`run_job`: the whole job, resumed where a previous call stopped."""
+    return run_job(open_job(request, listener))

@@ -74,9 +74,9 @@ def _request(args: argparse.Namespace) -> ConductivityRequest:
 def cmd_conductivity(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from superionic.workflows.conductivity import run_conductivity
+    from superionic.workflows.conductivity import open_job, run_job
 
-    request = _request(args)
+    job = open_job(_request(args))  # every refusal is one line, before the display opens
     columns = (
         TextColumn("{task.description:<26}"),
         BarColumn(bar_width=24),
@@ -105,7 +105,8 @@ def cmd_conductivity(args: argparse.Namespace) -> int:
                     progress.start_task(task)
                 progress.stop_task(task)
 
-        result = run_conductivity(request, show)
+        job.listener = show
+        result = run_job(job)
     r = result.report
     if r["conductivity_300K_S_per_cm"] is not None:
         lo, hi = r["conductivity_300K_ci95_S_per_cm"]

@@ -151,11 +151,12 @@ def numbers_text(summary: dict[str, Any]) -> str:
             f"(95 % {lo:.2g}–{hi:.2g})"
         )
     deviation = summary["deviation"]
-    if deviation["max_fraction_above_threshold"] is not None:
-        lines.append(
-            f"deviation: up to {100 * deviation['max_fraction_above_threshold']:.3g} % of steps above "
-            f"{deviation['threshold_eV_per_A']:g} eV/Å"
-        )
+    for key, d in deviation["per_temperature"].items():
+        if d.get("uncertain_fraction") is not None:
+            lines.append(
+                f"{key} K: {100 * d['uncertain_fraction']:.3g} % of steps max_devi_f > "
+                f"{deviation['threshold_eV_per_A']:g} eV/Å (largest {d['max_devi_f_max']:.3g})"
+            )
     lines.append("")
     lines += textwrap.wrap(summary["verdict"]["text"], 70)
     return "\n".join(lines)

@@ -63,24 +63,27 @@ def _temperature_rows(job: Job) -> list[dict[str, Any]]:
             row.update(diffusive=False, not_diffusive=analysis["not_diffusive"].get(key))
         row["msd_curve"] = analysis["msd_curves"].get(key)
         row["committee"] = run.get("committee")
+        row["deviation"] = run.get("deviation")
         rows.append(row)
     return rows
 
 
 def _deviation(job: Job, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per temperature: production deviation statistics (as active learning counts them)."""
     request = job.request
-    per_t = {f"{r['temperature_K']:g}": r["committee"] for r in rows if r.get("committee")}
-    fractions = [c.get("fraction_above_threshold") for c in per_t.values()]
-    fractions = [f for f in fractions if f is not None]
+    per_t = {f"{r['temperature_K']:g}": r["deviation"] for r in rows if r.get("deviation")}
+    fractions = [d["uncertain_fraction"] for d in per_t.values() if d.get("uncertain_fraction") is not None]
+    largest = [d["max_devi_f_max"] for d in per_t.values() if d.get("max_devi_f_max") is not None]
     return {
         "threshold_eV_per_A": request.devi_lo,
+        "band_eV_per_A": [request.devi_lo, request.devi_hi],
         "target_fraction": request.target_fraction,
+        "definition": "production deviation steps (step >= --md-eq-steps) with max_devi_f above the "
+        "threshold, every --devi-every steps; member 0 drives the dynamics",
         "recorded": bool(per_t),
         "per_temperature": per_t,
-        "max_fraction_above_threshold": max(fractions) if fractions else None,
-        "max_devi_f_max_eV_per_A": max((c.get("max_devi_f_max") or 0.0) for c in per_t.values())
-        if per_t
-        else None,
+        "max_uncertain_fraction": max(fractions) if fractions else None,
+        "max_devi_f_max_eV_per_A": max(largest) if largest else None,
     }
 
 
@@ -169,15 +172,22 @@ def verdict(
             open_.append(_undetermined_reason(v, teacher, job))
         elif v["outcome"] == "agree" and v["quantity"].startswith("D_"):
             good.append(f"D at {t:g} K agrees with the teacher ({v['statistic']})")
-    for key, c in deviation["per_temperature"].items():
-        fraction = c.get("fraction_above_threshold")
+    for key, d in deviation["per_temperature"].items():
+        fraction = d.get("uncertain_fraction")
         if fraction is not None and fraction > request.target_fraction:
             bad.append(
-                f"the committee is uncertain at {key} K: {100 * fraction:.3g} % of deviation steps above "
-                f"{request.devi_lo:g} eV/Å (target ≤ {100 * request.target_fraction:g} %): MD left the data"
+                f"the committee is uncertain at {key} K: {100 * fraction:.3g} % of production deviation "
+                f"steps above {request.devi_lo:g} eV/Å (target ≤ {100 * request.target_fraction:g} %): "
+                "the MD left the data"
             )
-        if c.get("stopped_at_step") is not None:
-            bad.append(f"MD at {key} K was stopped by the committee deviation at step {c['stopped_at_step']}")
+    for r in rows:
+        stopped = (r.get("committee") or {}).get("stopped_at_step")
+        if stopped is not None:
+            bad.append(
+                f"MD at {r['temperature_K']:g} K was stopped by the committee deviation at step {stopped}"
+            )
+    if not deviation["recorded"]:
+        bad.append("no committee deviation was recorded, so nothing says the MD stayed where the data are")
     diffusive = [r for r in rows if r["diffusive"]]
     if arrhenius is None:
         open_.append(

@@ -7,7 +7,6 @@ reopens the stage), a one-line ``line`` for the progress display, and the number
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import time
@@ -21,12 +20,13 @@ from superionic.data.generate import GenerateConfig, generate
 from superionic.data.materials import build_cell
 from superionic.data.ordering import OrderingReport, perpendicular_widths
 from superionic.export import export_committee
-from superionic.md.committee import read_committee
-from superionic.md.driver import MdConfig, run_md
+from superionic.md.committee import read_committee, read_devi_file
+from superionic.md.driver import DEVI_FILE, DeviProgress, MdConfig, run_md
 from superionic.train.committee import MemberProgress, train_committee
 from superionic.train.config import ConfigError, TrainConfig, config_from_dict, parse_yaml
 from superionic.workflows.conductivity import ConductivityError, ConductivityRequest, Job
 from superionic.workflows.conductivity_state import write_atomic, write_json_atomic
+from superionic.workflows.learn_selection import Band, DeviationSeries, deviation_statistics
 
 DEFAULT_CUTOFF = 5.0  # Å, the sprinter's default (models.config.ModelConfig)
 DEFAULT_EPOCHS = 100
@@ -288,7 +288,8 @@ def _finished(directory: Path) -> bool:
 
 def production_md(job: Job) -> dict[str, Any]:
     request = job.request
-    members = read_committee(current_committee(job))
+    committee = current_committee(job)
+    members = read_committee(committee)
     output = job.path("md")
     output.mkdir(parents=True, exist_ok=True)
     todo = []
@@ -299,45 +300,47 @@ def production_md(job: Job) -> dict[str, Any]:
         if (directory / "restart.final.lammps").exists():
             shutil.rmtree(directory)  # finished once, but its trajectory is gone: run it again
         todo.append(temperature)
-    available = {f.name for f in dataclasses.fields(MdConfig)}
-    settings: dict[str, Any] = {
-        "structure": str(job.path(STRUCTURE)),
-        "model": str(members[0]),
-        "temperatures": todo,
-        "steps": request.md_steps,
-        "eq_steps": request.md_eq_steps,
-        "timestep_ps": request.timestep_fs / 1000.0,
-        "dump_every": request.dump_every,
-        "restart_every": max(request.dump_every, request.md_steps // 10),
-        "nprocs": request.nprocs,
-        "parallel": request.parallel,
-        "seed": 4928459 + request.seed,
-        "output": str(output),
+    settings = MdConfig(
+        structure=str(job.path(STRUCTURE)),
+        model=str(committee),  # the exported committee: member 0 drives, all K give the deviation
+        temperatures=todo,
+        steps=request.md_steps,
+        eq_steps=request.md_eq_steps,
+        timestep_ps=request.timestep_fs / 1000.0,
+        dump_every=request.dump_every,
+        restart_every=max(request.dump_every, request.md_steps // 10),
+        nprocs=request.nprocs,
+        parallel=min(request.parallel, max(1, len(todo))),
+        seed=4928459 + request.seed,
+        output=str(output),
         # The preflight checked the width (or the user allowed a small cell): same cell as the teacher.
-        "allow_small_cell": True,
-    }
-    if "committee" in available:
-        settings.update(
-            committee=[str(m) for m in members[1:]],
-            devi_every=request.devi_every,
-            devi_threshold=request.devi_lo,
-        )
+        allow_small_cell=True,
+        devi_every=request.devi_every,
+        devi_threshold=request.devi_lo,
+    )
     steps: dict[float, int] = {t: 0 for t in todo}
     start = time.perf_counter()
 
+    latest: dict[float, float] = {}
+
     def on_step(temperature: float, step: int, total: int) -> None:
         steps[temperature] = step
-        done = sum(steps.values())
         text = ", ".join(f"{t:g} K {s}/{total}" for t, s in steps.items())
-        job.progress("md", done, total * len(steps), text)
+        if latest:
+            text += f"; max deviation now {max(latest.values()):.3f} eV/Å"
+        job.progress("md", sum(steps.values()), total * len(steps), text)
+
+    def on_devi(temperature: float, p: DeviProgress) -> None:
+        latest[temperature] = p.latest_max_devi_f
 
     if todo:
-        run_md(MdConfig(**settings), on_step=on_step)
+        run_md(settings, on_step=on_step, on_devi=on_devi)
     runs = [_run_record(job, output / f"T{t:g}K", t) for t in request.temperatures]
-    deviation = [r["committee"]["max_devi_f_max"] for r in runs if r.get("committee")]
+    fractions = [r["deviation"].get("uncertain_fraction") for r in runs if r["deviation"]]
     line = f"{len(runs)} runs × {request.md_steps} steps ({time.perf_counter() - start:.0f} s)"
-    if deviation:
-        line += f", largest max force deviation {max(deviation):.3f} eV/Å"
+    if fractions:
+        shown = ", ".join("n/a" if f is None else f"{100 * f:.3g} %" for f in fractions)
+        line += f"; uncertain (max_devi_f > {request.devi_lo:g} eV/Å): {shown}"
     return {
         "files": [r["trajectory"] for r in runs],
         "runs": runs,
@@ -347,10 +350,23 @@ def production_md(job: Job) -> dict[str, Any]:
 
 
 def _run_record(job: Job, directory: Path, temperature: float) -> dict[str, Any]:
+    """One temperature's run: its files, the driver's committee block, and the deviation statistics
+    of its production steps as active learning computes them (``learn_selection``: step >= eq_steps,
+    uncertain = max_devi_f above lo), so "uncertain" means the same in both commands."""
+    request = job.request
     info = json.loads((directory / "run.json").read_text())
-    return {
+    record: dict[str, Any] = {
         "temperature_K": temperature,
         "trajectory": job.relative(directory / "traj.h5"),
         "run_json": job.relative(directory / "run.json"),
         "committee": info.get("committee"),
+        "deviation": None,
     }
+    if (directory / DEVI_FILE).exists():
+        raw = read_devi_file(directory / DEVI_FILE)
+        series = DeviationSeries.from_columns(
+            raw.step, raw.max_devi_f, raw.min_devi_f, raw.avg_devi_f, raw.devi_e
+        )
+        band = Band(request.devi_lo, request.devi_hi)
+        record["deviation"] = deviation_statistics(series.production(request.md_eq_steps), band)
+    return record

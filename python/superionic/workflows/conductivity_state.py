@@ -62,7 +62,14 @@ class StateError(RuntimeError):
 class JobState:
     """``WORKDIR/state.json``: the request, stage markers and the stage log."""
 
-    def __init__(self, workdir: Path, kind: str, request: Mapping[str, Any], overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        kind: str,
+        request: Mapping[str, Any],
+        overwrite: bool = False,
+        flag: Callable[[str], str] = lambda field: field,
+    ) -> None:
         self.workdir = Path(workdir)
         self.path = self.workdir / STATE_NAME
         self.kind = kind
@@ -73,9 +80,16 @@ class JobState:
             self.body = self._read()
             recorded = self.body.get("request", {})
             field = first_difference(recorded, self.request)
-            if field is not None:
+            if field is not None and not any(s.get("done") for s in self.body["stages"].values()):
+                # Nothing finished under the old request (e.g. it failed in its first stage): nothing
+                # to protect, the new request replaces it.
+                self.body["request"] = self.request
+                self.body["log"].append(
+                    {"stage": "-", "event": f"request replaced ({field})", "time": time.time()}
+                )
+            elif field is not None:
                 raise StateError(
-                    f"{self.path}: this work directory holds a {kind} job with {field} = "
+                    f"{self.path}: this work directory holds a {kind} job with {flag(field)} = "
                     f"{json.dumps(recorded.get(field))}, the command asks for "
                     f"{json.dumps(self.request.get(field))}; "
                     "rerun with the original settings to resume, pass --overwrite to start afresh, "
@@ -87,6 +101,7 @@ class JobState:
                     f"{self.workdir}: not empty and holds no {STATE_NAME}; choose another --workdir "
                     "or empty it"
                 )
+            # Written with the first event: a request refused before any work leaves no state behind.
             self.body = {
                 "format": STATE_FORMAT,
                 "kind": kind,
@@ -94,7 +109,6 @@ class JobState:
                 "stages": {},
                 "log": [],
             }
-            self._write()
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -146,6 +160,11 @@ class JobState:
         if stage in self.body["stages"]:
             self.body["stages"][stage]["done"] = False
             self.note(stage, "reopened")
+
+    def forget(self, stage: str) -> None:
+        """Drop a stage's marker and partial results (its files were removed)."""
+        if self.body["stages"].pop(stage, None) is not None:
+            self.note(stage, "cleared")
 
     def events(self, stage: str) -> list[str]:
         return [e["event"] for e in self.body["log"] if e["stage"] == stage]
