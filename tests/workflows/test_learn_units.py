@@ -285,3 +285,45 @@ def test_a_training_subset_and_a_changed_config_are_refused(tmp_path):
         f"learn.yaml: {tmp_path / 'out'} holds an active-learning run made with other members, lo; "
         "restore them to continue it, or set another output"
     )
+
+
+def test_report_rows_carry_the_round_numbers_and_the_d_verdict(tmp_path):
+    import csv
+
+    from superionic.workflows.learn_report import write_report
+
+    config = _config(tmp_path, temperatures=[900, 1200], lo=0.35, hi=1.0, target_fraction=0.1)
+    stats = {"deviation_steps": 501, "uncertain_fraction": 0.377, "max_devi_f_mean": 0.35, "threshold": 0.35}
+    rounds = [
+        {
+            "round": 0,
+            "training_files": 1,
+            "frames_added": 40,
+            "candidates": {"900": 38, "1200": 77},
+            "temperatures": {
+                "900": {**stats, "D_cm2_per_s": 5.7e-5, "D_ci95_cm2_per_s": [3.6e-5, 8.2e-5]},
+                "1200": stats,
+            },
+            "validation": {
+                "verdicts": [
+                    {"temperature_K": 900.0, "quantity": "MSD_Li", "label": "disagree"},
+                    {"temperature_K": 900.0, "quantity": "D_Li", "label": "undetermined: run 4.2x longer"},
+                    {"temperature_K": 1200.0, "quantity": "D_Li", "label": "agree"},
+                ]
+            },
+        },
+        {"round": 1, "training_files": 2, "temperatures": {"900": {**stats, "uncertain_fraction": 0.2}}},
+    ]
+    json_path, csv_path, png_path = write_report(tmp_path, rounds, config, "rounds")
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [(r["round"], r["temperature_K"], r["frames_added"], r["candidates"]) for r in rows] == [
+        ("0", "900", "40", "38"),
+        ("0", "1200", "40", "77"),
+        ("1", "900", "0", ""),
+    ]
+    assert [r["validation_D"] for r in rows] == ["undetermined: run 4.2x longer", "agree", ""]
+    assert [r["uncertain_fraction"] for r in rows] == ["0.377", "0.377", "0.2"]
+    assert rows[0]["D_ci95_low"] == "3.6e-05" and rows[1]["D_cm2_per_s"] == ""
+    body = json.loads(json_path.read_text())
+    assert body["stopped"] == "rounds" and body["definition"]["threshold_eV_per_A"] == 0.35
+    assert png_path.stat().st_size > 10_000

@@ -140,7 +140,13 @@ def check(config: LearnConfig) -> None:
     if not (_number(config.lo) and config.lo > 0):
         raise _bad(s, "lo", config.lo, "a force deviation > 0 in eV/Å", "lo: 0.05")
     if not (_number(config.hi) and config.hi > config.lo):
-        raise _bad(s, "hi", config.hi, f"a force deviation above lo ({config.lo:g}) in eV/Å", "hi: 0.3")
+        raise _bad(
+            s,
+            "hi",
+            config.hi,
+            f"a force deviation above lo ({config.lo:g}) in eV/Å",
+            f"hi: {max(0.3, 3 * config.lo):g}",
+        )
     if config.threshold is not None and not (_number(config.threshold) and config.threshold > 0):
         raise _bad(
             s, "threshold", config.threshold, "a force deviation > 0 in eV/Å, or null (lo)", "threshold: null"

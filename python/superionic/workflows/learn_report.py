@@ -39,7 +39,7 @@ def _csv_rows(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 (
                     v["label"]
                     for v in record.get("validation", {}).get("verdicts", [])
-                    if v.get("quantity") == "D"
+                    if str(v.get("quantity", "")).split("_")[0] == "D"  # D_Li, D_Na, ...
                     and v.get("temperature_K") is not None
                     and abs(float(v["temperature_K"]) - float(t)) <= 1.0
                 ),
