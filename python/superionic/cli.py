@@ -395,14 +395,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         TimeElapsedColumn(),
     )
     with Progress(*columns) as progress:
-        train = progress.add_task("1/4 train sprinter (LGPS)", total=settings.epochs, status="")
-        export = progress.add_task("2/4 export TorchScript", total=1, status="")
+        train = progress.add_task("1/5 train sprinter (LGPS)", total=settings.epochs, status="")
+        export = progress.add_task("2/5 export TorchScript", total=1, status="")
         md = {
-            t: progress.add_task(f"3/4 LAMMPS NVT {t:g} K", total=settings.md_steps, status="")
+            t: progress.add_task(f"3/5 LAMMPS NVT {t:g} K", total=settings.md_steps, status="")
             for t in settings.temperatures_K
         }
-        analyze = progress.add_task("4/4 analyse transport", total=1, status="")
-        done = {"train": train, "export": train, "md": export, "analyze": None}
+        analyze = progress.add_task("4/5 analyse transport", total=1, status="")
+        check = progress.add_task("5/5 validate vs SevenNet-0", total=1, status="")
+        done = {"train": train, "export": train, "md": export, "analyze": None, "validate": analyze}
 
         def stage(name: str) -> None:
             previous = done[name]
@@ -422,7 +423,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             on_train=trained,
             on_md=lambda t, step, total: progress.update(md[t], completed=step),
         )
-        progress.update(analyze, completed=1)
+        progress.update(check, completed=1)
     a = summary.arrhenius
     print(
         f"sprinter: validation force RMSE {summary.validation_force_rmse_eV_per_A:.3f} eV/Å, "
@@ -446,6 +447,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"SevenNet-0 reference D = {ref['reference_D_cm2_per_s']:.2e} cm²/s "
             f"(95% CI {low:.2e}–{high:.2e}): {verdict} ({ref['reference_file']})"
         )
+    if summary.validation_table:
+        print("validation against SevenNet-0's own MD (superionic validate):")
+        print("\n".join(summary.validation_table))
     lo, hi = a["activation_energy_ci95_eV"]
     slo, shi = a["conductivity_300K_ci95_S_per_cm"]
     print(
@@ -455,7 +459,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"(95% CI {1e3 * slo:.2g}–{1e3 * shi:.2g})"
     )
     print(
-        f"wall time {sum(summary.wall_s.values()):.0f} s; plots in {args.workdir}/analysis; "
+        f"wall time {sum(summary.wall_s.values()):.0f} s; plots in {args.workdir}/analysis and "
+        f"{args.workdir}/validation; "
         f"summary {args.workdir}/demo.json"
     )
     return 0
@@ -607,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_conductivity_command(verbs)
 
-    demo = verbs.add_parser("demo", help="train → export → MD at 3 temperatures → D, σ, Ea on the LGPS data")
+    demo = verbs.add_parser("demo", help="LGPS: train → export → MD at 3 T → D, σ, Ea → validate")
     demo.add_argument("--workdir", default="runs/demo")
     demo.add_argument("--epochs", type=int, default=60, help="training epochs")
     demo.add_argument("--md-steps", type=int, default=10_000, help="MD steps per temperature (2 fs)")
