@@ -327,3 +327,19 @@ def test_report_rows_carry_the_round_numbers_and_the_d_verdict(tmp_path):
     body = json.loads(json_path.read_text())
     assert body["stopped"] == "rounds" and body["definition"]["threshold_eV_per_A"] == 0.35
     assert png_path.stat().st_size > 10_000
+
+
+def test_a_run_killed_before_its_first_restart_starts_again(tmp_path):
+    from superionic.workflows.learn import _forget_unresumable
+
+    fresh, resumable = tmp_path / "T600K", tmp_path / "T900K"
+    for directory in (fresh, resumable):
+        directory.mkdir()
+        for name in ("traj.h5", "model_devi.out", "model_devi.csv", "run.json"):
+            (directory / name).write_text("x")
+    (resumable / "restart.200.lammps").write_text("x")
+    _forget_unresumable(fresh)
+    _forget_unresumable(resumable)
+    _forget_unresumable(tmp_path / "T1200K")  # never started: nothing to do
+    assert sorted(p.name for p in fresh.iterdir()) == ["run.json"]
+    assert len(list(resumable.iterdir())) == 5  # resumable from restart.200: kept as it is

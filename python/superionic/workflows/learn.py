@@ -189,6 +189,8 @@ class _Run:
         self.progress.say(
             r, "md", f"round {r}: committee MD at {', '.join(f'{t:g}' for t in config.temperatures)} K"
         )
+        for t in pending:
+            _forget_unresumable(output / f"T{t:g}K")
         if pending:
             run_md(self._md_config(r, exported, output, pending), on_step=self.progress.md_step)
         runs = {}
@@ -452,6 +454,16 @@ class _Run:
             report_csv=str(paths[1]),
             figure=str(paths[2]),
         )
+
+
+def _forget_unresumable(directory: Path) -> None:
+    """A run killed before its first restart file cannot be resumed (superionic md refuses a
+    trajectory without one): it starts again from step 0, so what it wrote goes."""
+    from superionic.md.driver import newest_restart
+
+    if directory.exists() and newest_restart(directory) is None:
+        for name in ("traj.h5", "model_devi.out", "model_devi.csv"):
+            (directory / name).unlink(missing_ok=True)
 
 
 def _converged(analysed: dict[str, Any], target: float) -> bool:
