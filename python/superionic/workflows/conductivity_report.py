@@ -129,7 +129,8 @@ def _undetermined_reason(verdict: dict[str, Any], teacher: dict[str, Any], job: 
         )
     if stuck:
         runs = " and ".join(f"{who} run" for who, _, _ in stuck)
-        return f"{quantity} at {t:g} K undetermined: {runs} not diffusive ({verdict['label']})"
+        advice = verdict["label"].removeprefix("undetermined: ")
+        return f"{quantity} at {t:g} K undetermined: {runs} not diffusive ({advice})"
     return f"{quantity} at {t:g} K against the teacher {verdict['label']}"
 
 

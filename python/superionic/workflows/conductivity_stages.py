@@ -112,7 +112,7 @@ def preflight(job: Job) -> None:
             f"use --min-width {2 * cutoff:g}, a larger --supercell, or --allow-small-cell"
         )
     # A config that would fail only at the training stage fails now.
-    _train_config(job, Path("frames-not-yet-written.extxyz"), check_only=True)
+    _train_config(job, Path("frames-not-yet-written.extxyz"))
 
 
 def label(job: Job) -> dict[str, Any]:
@@ -158,7 +158,7 @@ def label(job: Job) -> dict[str, Any]:
     }
 
 
-def _train_config(job: Job, frames: Path, check_only: bool = False) -> TrainConfig:
+def _train_config(job: Job, frames: Path) -> TrainConfig:
     request = job.request
     model, training = train_sections(request)
     model = {"kind": "sprinter", **model, "cutoff": model_cutoff(request)}
