@@ -11,8 +11,9 @@ test checks that what each stage records is what an independent computation on i
   (superionic.md.committee.force_deviation);
 * their energies and forces equal SevenNet-0's on the same frames;
 * the uncertain fraction in learn.json equals a count over model_devi.out;
-* a run killed after a stage's marker does not redo that stage, and one killed after a stage's work
-  but before its marker redoes only that stage (and labels nothing twice).
+* a run killed inside the MD resumes it from its restart file; one killed after a stage's marker
+  does not redo that stage, and one killed after a stage's work but before its marker redoes only
+  that stage (and labels nothing twice).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def test_learn_lyc_two_rounds_with_kills(tmp_path: Path) -> None:
     pytest.importorskip("sevenn")
     from superionic.data.labellers import make_labeller
     from superionic.md.committee import force_deviation, read_committee
-    from superionic.workflows.learn import learn
+    from superionic.workflows.learn import LearnProgress, learn
     from superionic.workflows.learn_config import load_learn_config
     from superionic.workflows.learn_state import EventLog
 
@@ -88,10 +89,19 @@ def test_learn_lyc_two_rounds_with_kills(tmp_path: Path) -> None:
 
         return hook
 
-    # Run 1 dies right after the MD stage's marker; run 2 after labelling but before its marker.
+    # Run 1 dies inside the MD (at step 300; restart files every 200 steps), run 2 right after the MD
+    # stage's marker, run 3 after labelling but before its marker; run 4 finishes.
+    def kill_in_md(temperature: float, step: int, total: int) -> None:
+        if step >= 300:
+            raise Killed("md")
+
+    with pytest.raises(Killed):
+        learn(config, LearnProgress(md_step=kill_in_md))
+    md_dir = round0 / "md" / "T600K"
+    assert (md_dir / "restart.200.lammps").exists() and not (md_dir / "restart.final.lammps").exists()
     with pytest.raises(Killed):
         learn(config, hook=kill_at((0, "md", "after_mark")))
-    trajectory = round0 / "md" / "T600K" / "traj.h5"
+    trajectory = md_dir / "traj.h5"
     md_mtime = trajectory.stat().st_mtime_ns
     with pytest.raises(Killed):
         learn(config, hook=kill_at((0, "labelled", "before_mark")))
@@ -102,19 +112,19 @@ def test_learn_lyc_two_rounds_with_kills(tmp_path: Path) -> None:
     runs: dict[str, list[dict]] = {}
     for event in EventLog(out / "events.jsonl").read():
         runs.setdefault(event["run"], []).append(event)
-    first, second, third = runs.values()
-    started = [
-        {(e["round"], e["stage"]) for e in run if e["event"] == "started"} for run in (first, second, third)
-    ]
+    started = [{(e["round"], e["stage"]) for e in run if e["event"] == "started"} for run in runs.values()]
     assert started[0] == {(0, "trained"), (0, "exported"), (0, "md")}
-    assert started[1] == {(0, "analysed"), (0, "selected"), (0, "labelled")}  # nothing before redone
-    assert (0, "labelled") in started[2] and not {(0, "trained"), (0, "md"), (0, "selected")} & started[2]
+    assert started[1] == {(0, "md")}  # the MD resumed (from restart.200), training was not redone
+    assert started[2] == {(0, "analysed"), (0, "selected"), (0, "labelled")}  # nothing before redone
+    assert (0, "labelled") in started[3] and not {(0, "trained"), (0, "md"), (0, "selected")} & started[3]
     assert trajectory.stat().st_mtime_ns == md_mtime  # the MD was not run again
     assert labelled.stat().st_mtime_ns == labelled_mtime  # nor were the frames labelled again
     assert result.stopped == "rounds" and len(result.rounds) == 2
+    with h5py.File(trajectory, "r") as h5:  # the resumed trajectory has every frame once
+        assert h5["particles/all/position/step"][()].tolist() == list(range(100, 401, 20))
 
     # Frames added = the trajectory frames in the band, capped; read independently from LAMMPS's file.
-    devi = _devi_file(round0 / "md" / "T600K" / "model_devi.out")
+    devi = _devi_file(md_dir / "model_devi.out")
     frame_steps = range(100, 401, 20)  # dump_every 20 from the end of equilibration to steps
     in_band = sorted(s for s in frame_steps if s in devi and lo <= devi[s] <= hi)
     frames = read(labelled, ":")
