@@ -333,7 +333,8 @@ void PairSuperionic::init_style()
 
 void PairSuperionic::open_devi_file()
 {
-  if (devi_fp && devi_fp_path == devi_path) return;
+  // devi_fp exists on rank 0 only; the path, set on every rank, keeps this decision collective.
+  if (devi_fp_path == devi_path) return;
   int ok = 1;
   std::string why;
   if (comm->me == 0) {
