@@ -132,13 +132,14 @@ def test_committee_md_series_equals_python_deviation(tmp_path: Path, setup) -> N
         assert d.latest_max_devi_f == raw[d.step][0]
 
 
-# A committee run that stops at step 10, then a refused rerun: ~8 s.
+# A committee run on 2 ranks (the maximum, hence the stop, is global) that stops at step 10, then a
+# refused rerun: ~10 s.
 def test_devi_stop_is_reported_as_stopped_and_not_resumed(tmp_path: Path, setup, capsys) -> None:
     structure, committee = setup
     args = [
         "md", str(structure), str(committee), "-T", "1200", "--steps", "200", "--eq-steps", "0",
         "--dump-every", "10", "--restart-every", "100", "--devi-every", "10", "--devi-stop", "0.6",
-        "-o", str(tmp_path / "md"),
+        "--np", "2", "-o", str(tmp_path / "md"),
     ]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
