@@ -278,3 +278,35 @@ def test_bad_input_is_one_line(args: list[str], message: str, tmp_path: Path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "w" / "state.json").exists()  # a refused request leaves no state behind
+
+
+def test_undetermined_teacher_verdict_names_the_budget_that_settles_it() -> None:
+    from types import SimpleNamespace
+
+    from superionic.workflows.conductivity import ConductivityRequest
+    from superionic.workflows.conductivity_report import _undetermined_reason
+
+    request = ConductivityRequest(
+        structure="x", temperatures=[1400.0], teacher_steps=60, teacher_write_every=5
+    )
+    job = SimpleNamespace(request=request)
+    short = (
+        "13 frames give a window of at most 4 lags (< min_points = 10): run longer or save frames more often"
+    )
+    teacher = {
+        "temperature_K": 1400.0,
+        "reference_run": {"D_not_determined": short},
+        "model": {"D_not_determined": None},
+    }
+    verdict = {"quantity": "D_Li", "run_longer_factor": 1.01, "label": "undetermined: run 1× longer"}
+    # 13 frames are 12 intervals; the window (a third of the run) must reach 10 lags: 30 intervals,
+    # 2.5× the run, 150 steps at 5 steps per frame.
+    text = _undetermined_reason(verdict, teacher, job)
+    assert (
+        text
+        == "D_Li at 1400 K undetermined: teacher run not diffusive, run 2.5× longer (--teacher-steps 150)"
+    )
+    # A run long enough in frames whose MSD is not yet linear: the validator's own estimate is used.
+    teacher["reference_run"]["D_not_determined"] = "the log-log slope never stays within 1 ± 0.2"
+    verdict["run_longer_factor"] = 3.2
+    assert _undetermined_reason(verdict, teacher, job).endswith("run 3.2× longer (--teacher-steps 192)")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import superionic
+from superionic.analysis.diffusion import WindowRule
 from superionic.workflows.conductivity import ConductivityError, Job
 from superionic.workflows.conductivity_state import write_json_atomic
 
@@ -110,25 +111,42 @@ def _teacher(job: Job) -> dict[str, Any]:
     }
 
 
+def _frames_factor(message: str, frames: int) -> float:
+    """How many times more frames a run needs whose window could not hold the rule's minimum lags
+    (the window ends at ``end_fraction`` of the run and needs ``min_points`` lags); 1 otherwise."""
+    if "min_points" not in message:
+        return 1.0
+    rule = WindowRule()
+    # frames − 1 intervals; the window's last lag is end_fraction of them and must reach min_points.
+    return math.ceil(rule.min_points / rule.end_fraction) / max(frames - 1, 1)
+
+
 def _undetermined_reason(verdict: dict[str, Any], teacher: dict[str, Any], job: Job) -> str:
-    """An undetermined teacher verdict in words, with the budget to raise."""
+    """An undetermined teacher verdict in words, with the budget to raise and by how much."""
     request = job.request
     t = teacher["temperature_K"]
     quantity = verdict["quantity"]
     factor = verdict.get("run_longer_factor")
-    stuck = []
-    if teacher["reference_run"].get("D_not_determined"):
-        stuck.append(("teacher", "--teacher-steps", request.teacher_steps))
-    if teacher["model"].get("D_not_determined"):
-        stuck.append(("model", "--md-steps", request.md_steps))
-    if stuck and factor is not None and math.isfinite(factor):
-        runs = " and ".join(f"{who} run" for who, _, _ in stuck)
-        budgets = ", ".join(f"{flag} {math.ceil(factor * steps)}" for _, flag, steps in stuck)
+    factor = factor if factor is not None and math.isfinite(factor) else None
+    stuck = []  # (who, option, new value)
+    message = teacher["reference_run"].get("D_not_determined")
+    if message:
+        frames = request.teacher_steps // request.teacher_write_every + 1
+        k = max(factor or 1.0, _frames_factor(message, frames))
+        stuck.append(("teacher", k, f"--teacher-steps {math.ceil(k * request.teacher_steps)}"))
+    message = teacher["model"].get("D_not_determined")
+    if message:
+        production = request.md_steps - request.md_eq_steps
+        k = max(factor or 1.0, _frames_factor(message, production // request.dump_every + 1))
+        stuck.append(("model", k, f"--md-steps {request.md_eq_steps + math.ceil(k * production)}"))
+    runs = " and ".join(f"{who} run" for who, _, _ in stuck)
+    if stuck and max(k for _, k, _ in stuck) > 1.0:
+        longest = max(k for _, k, _ in stuck)
+        budgets = ", ".join(flag for _, _, flag in stuck)
         return (
-            f"{quantity} at {t:g} K undetermined: {runs} not diffusive, run {factor:.2g}× longer ({budgets})"
+            f"{quantity} at {t:g} K undetermined: {runs} not diffusive, run {longest:.2g}× longer ({budgets})"
         )
     if stuck:
-        runs = " and ".join(f"{who} run" for who, _, _ in stuck)
         advice = verdict["label"].removeprefix("undetermined: ")
         return f"{quantity} at {t:g} K undetermined: {runs} not diffusive ({advice})"
     return f"{quantity} at {t:g} K against the teacher {verdict['label']}"
