@@ -343,3 +343,19 @@ def test_a_run_killed_before_its_first_restart_starts_again(tmp_path):
     _forget_unresumable(tmp_path / "T1200K")  # never started: nothing to do
     assert sorted(p.name for p in fresh.iterdir()) == ["run.json"]
     assert len(list(resumable.iterdir())) == 5  # resumable from restart.200: kept as it is
+
+
+def test_cli_bad_config_is_one_line_and_status_2(tmp_path, capsys):
+    from superionic.cli import main
+
+    bad = tmp_path / "learn.yaml"
+    bad.write_text(
+        f"structure: LGPS\ntraining: {tmp_path / 'train.yaml'}\ntemperatures: [900]\nlo: 0.4\nhi: 0.2\n"
+    )
+    (tmp_path / "train.yaml").write_text("data:\n  train: [x.extxyz]\n")
+    assert main(["learn", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"superionic: {bad}: hi = 0.2 is not valid: it must be a force deviation above lo (0.4) in eV/Å; "
+        "e.g. hi: 1.2"
+    )
