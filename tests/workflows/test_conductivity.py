@@ -150,6 +150,9 @@ def _check_numbers(workdir: Path, report: dict) -> None:
         assert verdict["status"] == "not trusted" and "the committee is uncertain" in verdict["text"]
     if verdict["status"] == "trusted":
         assert outcomes["D_Li"] == "agree" and not any(uncertain)
+    if "min_points" in (report["teacher"]["reference_run"]["D_not_determined"] or ""):
+        # 13 teacher frames; the window rule needs 30 intervals: 2.5× the 60 steps.
+        assert "teacher run not diffusive, run 2.5× longer (--teacher-steps 150)" in verdict["text"]
 
 
 @pytest.mark.slow
