@@ -214,7 +214,6 @@ def test_labelled_frames_equal_the_labeller_and_resume(tmp_path):
     assert json.dumps(written[0].info["labeller_version"]).startswith('"SevenNet-0')
 
 
-@pytest.mark.slow  # four short trainings (tensorboard, parity plots): ~30 s on one core
 def test_warm_start_begins_from_the_previous_members_ema(tmp_path):
     """Round 1's member k starts from round 0's member k (EMA weights in both copies, step 0) and
     trains finetune.epochs epochs at lr x lr_scale on the grown data."""

@@ -8,7 +8,7 @@ Round r (directory ``OUTPUT/round_<r>``), each stage recorded in ``state.json`` 
 2. exported  the members to TorchScript (``export/committee.json``);
 3. md        committee MD at each temperature (member 0 drives; every ``devi_every`` steps all
              members are evaluated and the deviation written to ``model_devi.out``);
-4. analysed  the deviation statistics per temperature, the uncertain fraction (``selection``), Li D
+4. analysed  the deviation statistics per temperature, the uncertain fraction (``learn_selection``), Li D
              from the trajectory and, with references, the validation verdicts; if every
              temperature's uncertain fraction is at or below the target, or this is the last
              round, the run stops here;
@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,6 @@ class LearnResult:
     report_json: str
     report_csv: str
     figure: str
-    notes: list[str] = field(default_factory=list)
 
 
 def round_directory(output: Path, r: int) -> Path:
