@@ -358,3 +358,18 @@ def test_cli_bad_config_is_one_line_and_status_2(tmp_path, capsys):
         f"superionic: {bad}: hi = 0.2 is not valid: it must be a force deviation above lo (0.4) in eV/Å; "
         "e.g. hi: 1.2"
     )
+
+
+def test_a_run_stopped_before_its_trajectory_began_offers_no_frames(tmp_path) -> None:
+    # devi_stop during equilibration: LAMMPS skips the production run, so no traj.h5 exists; the
+    # deviation steps in the band then have no frame to label, and selection must say none, not fail.
+    from superionic.workflows.learn_frames import trajectory_steps
+
+    steps = trajectory_steps(tmp_path / "traj.h5")
+    assert steps.dtype == np.int64 and steps.size == 0
+    series = DeviationSeries.from_columns([0, 25, 50], [0.5, 0.6, 0.7], [0.1] * 3, [0.2] * 3, [0.01] * 3)
+    assert band_candidates(series, steps, Band(0.3, 1.0), 1200.0) == []
+    assert band_candidates(series, [25, 50], Band(0.3, 1.0), 1200.0) == [
+        Candidate(1200.0, 25, 0.6),
+        Candidate(1200.0, 50, 0.7),
+    ]

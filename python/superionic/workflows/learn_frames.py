@@ -28,9 +28,12 @@ class FrameError(ConfigError):
 
 
 def trajectory_steps(path: str | Path) -> np.ndarray:
-    """Steps of every complete frame of a superionic/h5md trajectory."""
+    """Steps of every complete frame of a superionic/h5md trajectory; none when the run wrote no
+    trajectory (``devi_stop`` ended it during equilibration, before the trajectory starts)."""
     import h5py
 
+    if not Path(path).exists():
+        return np.zeros(0, dtype=np.int64)
     with h5py.File(path, "r", locking=False) as handle:
         group = _group(handle, path)
         return np.asarray(group["position/step"][()], dtype=np.int64)
