@@ -51,6 +51,14 @@ def test_labelled_file_is_valid_training_data_and_matches_its_summary(path: Path
     stress = np.array([f.get_stress() for f in frames])
     assert np.isfinite(stress).all() and stress.shape[1] == 6
     kinds = {f.info["sampling"] for f in frames}
+    if summary.get("sampling") == "active_learning":
+        # Frames superionic learn picked: each one says where it came from and why it was picked.
+        assert kinds == {"active_learning"}
+        low, high = summary["config"]["lo"], summary["config"]["hi"]
+        for f in frames:
+            assert low <= f.info["max_devi_f"] <= high, "only frames inside the deviation band are labelled"
+            assert f.info["md_step"] >= 0 and f.info["temperature_K"] in summary["config"]["temperatures"]
+        return
     assert kinds == {"md", "strain"}, "MD at several temperatures plus strained cells"
 
 
