@@ -615,7 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = verbs.add_parser("demo", help="LGPS: train → export → MD at 3 T → D, σ, Ea → validate")
     demo.add_argument("--workdir", default="runs/demo")
     demo.add_argument("--epochs", type=int, default=60, help="training epochs")
-    demo.add_argument("--md-steps", type=int, default=10_000, help="MD steps per temperature (2 fs)")
+    demo.add_argument(
+        "--md-steps", type=int, default=11_000, help="MD steps per temperature (2 fs; 2 + 20 ps)"
+    )
     demo.add_argument("--np", type=int, default=1, help="MPI ranks for LAMMPS")
     demo.set_defaults(func=cmd_demo)
     return parser
