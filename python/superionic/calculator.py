@@ -16,7 +16,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
 from superionic.data.graph import Graph, build_graph
-from superionic.evaluation import Evaluation, assemble
+from superionic.models.assemble import Evaluation, assemble
 from superionic.export import read_metadata
 
 ContractCallable = Callable[..., tuple[torch.Tensor, torch.Tensor]]

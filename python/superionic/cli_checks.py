@@ -264,7 +264,7 @@ def _study(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from superionic.pipeline import DemoSettings
+    from superionic.demo import DemoSettings
 
     at_least("--epochs", args.epochs, 1, "training epochs", "60")
     eq = DemoSettings.eq_steps

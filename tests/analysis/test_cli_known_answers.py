@@ -27,7 +27,7 @@ from superionic.analysis.units import (
     nernst_einstein_factor_S_s_per_cm3,
 )
 from superionic.cli import main
-from superionic.pipeline import REPO, reference_comparison
+from superionic.demo import REPO, reference_comparison
 
 from ._h5md import write_h5md
 from ._synthetic import random_walk

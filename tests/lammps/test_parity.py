@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from superionic.calculator import evaluate
-from superionic.evaluation import VOIGT_LAMMPS, Evaluation
+from superionic.models.assemble import VOIGT_LAMMPS, Evaluation
 from tests.conftest import SPECIES, make_model, structure
 from tests.lammps.singlepoint import SinglePoint, single_point
 

@@ -9,7 +9,7 @@ from superionic._core import Model
 
 from superionic.calculator import SuperionicCalculator, evaluate, load_exported, run_contract
 from superionic.data.graph import GraphError, build_graph
-from superionic.evaluation import assemble
+from superionic.models.assemble import assemble
 from tests.conftest import SPECIES, make_model, structure
 
 KINDS = ["local", "mp"]

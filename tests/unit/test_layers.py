@@ -22,18 +22,18 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # nothing from superionic, serve every layer.
     ("base", ("superionic", "superionic.modelfile")),
     ("data", ("superionic.data",)),
-    # evaluation.py turns contract outputs (atom energies, edge gradients) into forces and stress.
-    ("models", ("superionic.models", "superionic.evaluation")),
+    # models/assemble.py turns contract outputs (atom energies, edge gradients) into forces and stress.
+    ("models", ("superionic.models",)),
     ("train", ("superionic.train",)),
     # calculator.py evaluates exported files (and checkpoints) in Python: the export layer.
     ("export", ("superionic.export", "superionic.calculator")),
     ("md", ("superionic.md",)),
     ("analysis", ("superionic.analysis",)),
-    # evaluate.py scores a model on labelled data (metrics + parity plot): a validation job.
-    ("validation", ("superionic.validation", "superionic.studies", "superionic.evaluate")),
+    # validation/metrics.py scores a model on labelled data (metrics + parity plot): a validation job.
+    ("validation", ("superionic.validation", "superionic.studies")),
     # Multi-stage jobs (active learning, structure to conductivity) that call every layer below.
     ("workflows", ("superionic.workflows",)),
-    ("top", ("superionic.cli", "superionic.cli_checks", "superionic.pipeline")),
+    ("top", ("superionic.cli", "superionic.cli_checks", "superionic.demo")),
 ]
 
 # Upward imports that exist today, each with the reason and the fix; the test fails when one of
@@ -123,7 +123,7 @@ def test_no_import_runs_upward():
         ("superionic.train.config", "superionic.models.config", False),
         ("superionic.studies.locality", "superionic.calculator", False),
         ("superionic.md.driver", "superionic.analysis.readers", True),
-        ("superionic.cli", "superionic.pipeline", False),
+        ("superionic.cli", "superionic.demo", False),
         ("superionic.workflows.learn", "superionic.validation.compare", False),
         ("superionic.workflows.learn", "superionic.cli", True),
     ],

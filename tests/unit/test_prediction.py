@@ -19,7 +19,7 @@ from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
 
 from superionic.calculator import evaluate
 from superionic.data.dataset import _voigt_to_matrix, collate, load_frames, to_frame
-from superionic.evaluation import VOIGT_ASE
+from superionic.models.assemble import VOIGT_ASE
 from superionic.models.prediction import predict
 from superionic.models.sprinter import Sprinter
 

@@ -13,7 +13,7 @@ import torch
 from superionic.calculator import load_model
 from superionic.data.dataset import load_frames
 from superionic.data.graph import Graph
-from superionic.evaluation import assemble
+from superionic.models.assemble import assemble
 from superionic.train.metrics import Predictions, compute_metrics
 from superionic.train.plots import parity_plot
 
