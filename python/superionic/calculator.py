@@ -16,8 +16,8 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
 from superionic.data.graph import Graph, build_graph
-from superionic.models.assemble import Evaluation, assemble
 from superionic.export import read_metadata
+from superionic.models.assemble import Evaluation, assemble
 
 ContractCallable = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 

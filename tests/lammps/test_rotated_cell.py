@@ -16,8 +16,8 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from superionic.calculator import evaluate
-from superionic.models.assemble import VOIGT_LAMMPS
 from superionic.md.lammps_data import write_lammps_data
+from superionic.models.assemble import VOIGT_LAMMPS
 from tests.conftest import SPECIES, make_model, structure
 from tests.lammps.singlepoint import single_point
 

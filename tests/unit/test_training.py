@@ -187,9 +187,9 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 
 
 def test_evaluate_checkpoint_and_export_agree(tmp_path: Path, dataset: Path) -> None:
-    from superionic.validation.metrics import evaluate_model
     from superionic.export import export_model
     from superionic.train.checkpoint import CheckpointError, model_from_checkpoint
+    from superionic.validation.metrics import evaluate_model
 
     config = load_config(write_config(tmp_path, dataset, epochs=1))
     result = Trainer(config).run()
