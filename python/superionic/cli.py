@@ -146,7 +146,7 @@ def _train_committee(args: argparse.Namespace, config) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from superionic.evaluate import evaluate_model
+    from superionic.validation.metrics import evaluate_model
 
     report = evaluate_model(args.model, args.data, args.output)
     m = report.metrics
@@ -385,7 +385,7 @@ def _add_trajectory_options(parser: argparse.ArgumentParser) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from superionic.pipeline import DemoSettings, run_demo
+    from superionic.demo import DemoSettings, run_demo
 
     settings = DemoSettings(workdir=args.workdir, epochs=args.epochs, md_steps=args.md_steps, nprocs=args.np)
     columns = (
@@ -574,9 +574,10 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 400])
     size.add_argument("-o", "--output", default="runs/study_data_size")
     size.set_defaults(func=cmd_study_data_size)
-    from superionic.studies.commands import add_locality_command
+    from superionic.studies.commands import add_data_quality_command, add_locality_command
 
     add_locality_command(studies)
+    add_data_quality_command(studies)
 
     analyze = verbs.add_parser("analyze", help="D, σ and Haven ratio of one ion from one trajectory")
     analyze.add_argument(
@@ -616,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default="runs/demo")
     demo.add_argument("--epochs", type=int, default=60, help="training epochs")
     demo.add_argument(
-        "--md-steps", type=int, default=11_000, help="MD steps per temperature (2 fs; 2 + 20 ps)"
+        "--md-steps", type=int, default=51_000, help="MD steps per temperature (2 fs; 2 + 100 ps)"
     )
     demo.add_argument("--np", type=int, default=1, help="MPI ranks for LAMMPS")
     demo.set_defaults(func=cmd_demo)

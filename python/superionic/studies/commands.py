@@ -114,3 +114,81 @@ def cmd_study_locality(args: argparse.Namespace) -> int:
     print(verdict(result))
     print(json.dumps({k: str(v) for k, v in paths.items()}))
     return 0
+
+
+def add_data_quality_command(studies: argparse._SubParsersAction) -> None:
+    quality = studies.add_parser(
+        "data-quality",
+        help="the same model on the same frames labelled at two fidelities: do RMSE and transport agree?",
+    )
+    quality.add_argument(
+        "config",
+        type=Path,
+        help="training config (superionic train) whose data.train holds the high-fidelity labels",
+    )
+    quality.add_argument(
+        "--low-labeller",
+        default="chgnet",
+        help="labeller that labels the same frames again (sevennet, chgnet)",
+    )
+    quality.add_argument(
+        "--reference",
+        nargs="+",
+        required=True,
+        help="high-fidelity teacher MD (one file per temperature; FILE@T when no summary JSON gives T)",
+    )
+    quality.add_argument(
+        "--production-ps", type=float, help="model MD production per temperature (default: the reference's)"
+    )
+    quality.add_argument("--parallel", type=int, default=1, help="model MD temperatures run side by side")
+    quality.add_argument("-o", "--output", type=Path, default=Path("runs/study_data_quality"))
+    quality.set_defaults(func=cmd_study_data_quality)
+
+
+def cmd_study_data_quality(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from superionic.studies.data_quality import data_quality_study
+    from superionic.train.config import load_config
+
+    config = load_config(args.config)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns) as progress:
+        task = progress.add_task("data-quality study", total=None)
+
+        def on_frame(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        def on_stage(stage: str) -> None:
+            progress.update(task, description=stage, completed=0, total=None)
+
+        result = data_quality_study(
+            config,
+            args.low_labeller,
+            args.reference,
+            args.output,
+            production_ps=args.production_ps,
+            parallel=args.parallel,
+            on_stage=on_stage,
+            on_frame=on_frame,
+        )
+    gap = result.label_gap
+    print(
+        f"label gap ({result.low_labeller} vs {result.high_labeller}, {gap.frames} frames): force RMSE "
+        f"{gap.force_rmse_eV_per_A:.3f} eV/Å, energy RMSE {gap.energy_rmse_meV_per_atom:.1f} meV/atom after "
+        f"removing the mean offset {gap.energy_offset_eV_per_atom:+.3f} eV/atom"
+    )
+    print(f"{'trained on':>12} {'F-RMSE own':>11} {'F-RMSE high':>12} {'Ea eV':>7}  D / reference")
+    for row in result.rows:
+        ea = "-" if row.transport.Ea_eV is None else f"{row.transport.Ea_eV:.3f}"
+        ratios = ", ".join(
+            f"{t:g} K {r:.2f}" if r is not None else f"{t:g} K -"
+            for t, r in zip(row.transport.temperatures_K, row.transport.D_ratio, strict=True)
+        )
+        print(
+            f"{row.labeller:>12} {row.own_val_force_rmse_eV_per_A:>11.4f} "
+            f"{row.high_val_force_rmse_eV_per_A:>12.4f} {ea:>7}  {ratios}"
+        )
+    print(result.verdict)
+    print(json.dumps(result.outputs))
+    return 0
