@@ -261,19 +261,35 @@ def _committee_line(c: dict) -> str:
 
 
 def cmd_study_data_size(args: argparse.Namespace) -> int:
-    from superionic.studies.data_size import learning_curve
+    from superionic.studies.data_size import TransportSettings, learning_curve
+    from superionic.studies.transport_score import describe_d
     from superionic.train.config import load_config
 
     config = load_config(args.config)
+    transport = (
+        TransportSettings(args.reference, production_ps=args.production_ps, parallel=args.parallel)
+        if args.reference
+        else None
+    )
     points = learning_curve(
-        config, args.sizes, args.output, on_size=lambda n: print(f"training on {n} frames")
+        config,
+        args.sizes,
+        args.output,
+        on_size=lambda n: print(f"training on {n} frames"),
+        transport=transport,
     )
     print(f"{'frames':>7} {'F-RMSE eV/Å':>12} {'E-RMSE meV/at':>14} {'epochs':>7} {'wall s':>7}")
     for p in points:
-        print(
+        line = (
             f"{p.frames:>7} {p.val_force_rmse_eV_per_A:>12.4f} {p.val_energy_rmse_meV_per_atom:>14.2f} "
             f"{p.epochs_run:>7} {p.wall_s:>7.0f}"
         )
+        if p.transport is not None:
+            ea = p.transport.Ea_eV
+            line += f"  D/reference: {describe_d(p.transport)}" + (
+                f"; Ea {ea:.3f} eV" if ea is not None else ""
+            )
+        print(line)
     print(
         f"table {Path(args.output) / 'learning_curve.csv'}; plot {Path(args.output) / 'learning_curve.png'}"
     )
@@ -572,6 +588,13 @@ def build_parser() -> argparse.ArgumentParser:
     size = studies.add_parser("data-size", help="learning curve: validation errors against training frames")
     size.add_argument("config", type=Path, help="a training config (superionic train)")
     size.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 400])
+    size.add_argument(
+        "--reference",
+        nargs="+",
+        help="teacher MD (one file per temperature): also judge every size on D and Ea (superionic validate)",
+    )
+    size.add_argument("--production-ps", type=float, help="model MD production (default: the reference's)")
+    size.add_argument("--parallel", type=int, default=1, help="model MD temperatures run side by side")
     size.add_argument("-o", "--output", default="runs/study_data_size")
     size.set_defaults(func=cmd_study_data_size)
     from superionic.studies.commands import add_data_quality_command, add_locality_command
