@@ -597,10 +597,15 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--parallel", type=int, default=1, help="model MD temperatures run side by side")
     size.add_argument("-o", "--output", default="runs/study_data_size")
     size.set_defaults(func=cmd_study_data_size)
-    from superionic.studies.commands import add_data_quality_command, add_locality_command
+    from superionic.studies.commands import (
+        add_architecture_command,
+        add_data_quality_command,
+        add_locality_command,
+    )
 
     add_locality_command(studies)
     add_data_quality_command(studies)
+    add_architecture_command(studies)
 
     analyze = verbs.add_parser("analyze", help="D, σ and Haven ratio of one ion from one trajectory")
     analyze.add_argument(

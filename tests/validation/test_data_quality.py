@@ -73,9 +73,11 @@ def test_data_quality_study_on_lgps_frames(tmp_path: Path) -> None:
     assert len(read(val, ":")) == FRAMES // 4
     for row in result.rows:
         again = evaluate_model(row.model, [val], tmp_path / f"again_{row.labels}")
-        assert row.high_val_force_rmse_eV_per_A == pytest.approx(again.metrics["force_rmse_eV_per_A"], rel=1e-9)
+        expected = again.metrics["force_rmse_eV_per_A"]
+        assert row.high_val_force_rmse_eV_per_A == pytest.approx(expected, rel=1e-9)
     # The high-fidelity model's own validation labels are the high-fidelity ones.
-    assert high_row.own_val_force_rmse_eV_per_A == pytest.approx(high_row.high_val_force_rmse_eV_per_A, rel=1e-6)
+    own = high_row.own_val_force_rmse_eV_per_A
+    assert own == pytest.approx(high_row.high_val_force_rmse_eV_per_A, rel=1e-6)
 
     # Transport rows are the validation report's numbers.
     report = json.loads(Path(low_row.transport.validation_json).read_text())

@@ -192,3 +192,77 @@ def cmd_study_data_quality(args: argparse.Namespace) -> int:
     print(result.verdict)
     print(json.dumps(result.outputs))
     return 0
+
+
+def add_architecture_command(studies: argparse._SubParsersAction) -> None:
+    arch = studies.add_parser(
+        "architecture",
+        help="model families on the same data: errors, transport against the teacher's MD, cost",
+    )
+    arch.add_argument(
+        "configs",
+        type=Path,
+        nargs="+",
+        help="training configs with one data section; the first is the baseline",
+    )
+    arch.add_argument(
+        "--reference",
+        nargs="+",
+        required=True,
+        help="teacher MD (one file per temperature; FILE@T when no summary JSON gives T)",
+    )
+    arch.add_argument(
+        "--timing-repeat",
+        type=int,
+        nargs=3,
+        default=[2, 2, 2],
+        help="the cell the MD cost is timed on: the first reference's first frame, repeated",
+    )
+    arch.add_argument("--timing-steps", type=int, default=200, help="timed NVE steps per model")
+    arch.add_argument(
+        "--production-ps", type=float, help="model MD production per temperature (default: the reference's)"
+    )
+    arch.add_argument("--parallel", type=int, default=1, help="model MD temperatures run side by side")
+    arch.add_argument("-o", "--output", type=Path, default=Path("runs/study_architecture"))
+    arch.set_defaults(func=cmd_study_architecture)
+
+
+def cmd_study_architecture(args: argparse.Namespace) -> int:
+    from ase.io import read
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from superionic.studies.architecture import architecture_study
+    from superionic.train.config import load_config
+
+    configs = [(path.stem, load_config(path)) for path in args.configs]
+    first = args.reference[0].rpartition("@")[0] if "@" in args.reference[0] else args.reference[0]
+    cell = read(first, index=0).repeat(tuple(args.timing_repeat))
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
+        task = progress.add_task("architecture study", total=None)
+        result = architecture_study(
+            configs,
+            args.reference,
+            cell,
+            args.output,
+            production_ps=args.production_ps,
+            parallel=args.parallel,
+            timing_steps=args.timing_steps,
+            on_stage=lambda stage: progress.update(task, description=stage),
+        )
+    print(
+        f"{'model':>14} {'params':>8} {'F-RMSE':>8} {'E-RMSE':>8} {'CPU atom-steps/s':>17} "
+        f"{'train min':>9}  D / ref"
+    )
+    for r in result.rows:
+        ratios = ", ".join(
+            f"{t:g} K {x:.2f}" if x is not None else f"{t:g} K -"
+            for t, x in zip(r.transport.temperatures_K, r.transport.D_ratio, strict=True)
+        )
+        print(
+            f"{r.name:>14} {r.parameters:>8} {r.val_force_rmse_eV_per_A:>8.4f} "
+            f"{r.val_energy_rmse_meV_per_atom:>8.2f} "
+            f"{r.speed.cpu_atom_steps_per_s:>17.4g} {r.train_wall_s / 60:>9.1f}  {ratios}"
+        )
+    print(result.verdict)
+    print(json.dumps(result.outputs))
+    return 0

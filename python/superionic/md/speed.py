@@ -1,0 +1,83 @@
+"""How fast a model file runs in LAMMPS on a given cell: atom-steps per second, wall and CPU time.
+
+A short NVE run after a warm-up (model load, first-call allocations) times the steady state.
+LAMMPS's own "Loop time" gives the wall time and its "% CPU use" line the share of it the ranks
+were on a core: on a shared machine the CPU-time rate (wall rate / CPU share) is the figure that
+compares two models fairly, and both are reported.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ase import Atoms
+
+from superionic.md.lammps_data import write_lammps_data
+from superionic.md.runner import LammpsError, run_lammps
+
+LOOP_RE = re.compile(r"^Loop time of (\S+) on (\d+) procs for (\d+) steps with (\d+) atoms", re.MULTILINE)
+CPU_RE = re.compile(r"^(\S+)% CPU use with", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class MdSpeed:
+    model: str
+    atoms: int
+    ranks: int
+    steps: int
+    wall_s: float
+    cpu_share: float  # LAMMPS's "% CPU use" / 100 of the timed run
+    wall_atom_steps_per_s: float
+    cpu_atom_steps_per_s: float  # per core-second the ranks actually ran
+
+
+def measure_md_speed(
+    model: str | Path,
+    atoms: Atoms,
+    elements: Sequence[str],
+    *,
+    steps: int = 200,
+    warmup_steps: int = 20,
+    ranks: int = 1,
+    threads: int = 1,
+    temperature_K: float = 600.0,
+) -> MdSpeed:
+    """Time ``steps`` NVE steps of ``model`` on ``atoms`` with ``ranks`` MPI ranks."""
+    with tempfile.TemporaryDirectory(prefix="superionic-speed.") as tmp:
+        work = Path(tmp)
+        write_lammps_data(work / "data.lmp", atoms, list(elements))
+        (work / "in.speed").write_text(
+            f"""units metal
+atom_style atomic
+read_data data.lmp
+pair_style superionic threads {threads}
+pair_coeff * * {Path(model).resolve()} {" ".join(elements)}
+velocity all create {temperature_K} 4928459
+fix 1 all nve
+timestep 0.001
+thermo {max(steps, 1)}
+run {warmup_steps}
+run {steps}
+"""
+        )
+        output = run_lammps(work / "in.speed", work, nprocs=ranks).output
+    loops, shares = LOOP_RE.findall(output), CPU_RE.findall(output)
+    if len(loops) != 2 or len(shares) != 2:
+        raise LammpsError(f"{model}: LAMMPS printed no timing for the timed run")
+    wall = float(loops[-1][0])
+    share = float(shares[-1]) / 100.0
+    rate = len(atoms) * steps / wall
+    return MdSpeed(
+        model=str(model),
+        atoms=len(atoms),
+        ranks=ranks,
+        steps=steps,
+        wall_s=wall,
+        cpu_share=share,
+        wall_atom_steps_per_s=rate,
+        cpu_atom_steps_per_s=rate / max(share, 1e-3),
+    )
