@@ -14,7 +14,7 @@ import yaml
 
 # ModelConfig belongs to the models layer (models are built from it); re-exported here so a
 # training config is still one import.
-from superionic.models.config import ModelConfig
+from superionic.models.config import KIND_KEYS, MARATHON_MAX_L, ModelConfig
 
 
 class ConfigError(ValueError):
@@ -63,7 +63,7 @@ class TrainConfig:
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
 CHOICES = {
-    ("model", "kind"): ("sprinter",),
+    ("model", "kind"): ("sprinter", "marathon"),
     ("model", "dtype"): ("float32", "float64"),
     ("training", "schedule"): ("cosine", "constant"),
 }
@@ -96,6 +96,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("model", "angular_channels"): Rule("int", lambda v: v >= 1, "an integer >= 1", "4"),
     ("model", "l_max"): Rule("int", lambda v: 0 <= v <= 4, "an integer from 0 to 4", "4"),
     ("model", "hidden"): Rule("ints", lambda v: all(w >= 1 for w in v), "a list of widths >= 1", "[32, 32]"),
+    ("model", "channels"): Rule("int", lambda v: v >= 1, "an integer >= 1 (features per irrep)", "16"),
+    ("model", "n_layers"): Rule("int", lambda v: 1 <= v <= 6, "an integer from 1 to 6", "2"),
+    ("model", "radial_hidden"): Rule("int", lambda v: v >= 1, "an integer >= 1", "16"),
     ("model", "species"): Rule(
         "elements", _any, "a list of distinct element symbols", "[Li, Ge, P, S]", True
     ),
@@ -165,6 +168,7 @@ def check_values(config: TrainConfig, source: str) -> None:
                 f"e.g. {key}: {rule.example}"
             )
         setattr(part, key, converted)
+    _check_kind_keys(config.model, source)
     t = config.training
     if t.energy_weight == 0 and t.force_weight == 0 and t.stress_weight == 0:
         raise ConfigError(
@@ -173,6 +177,25 @@ def check_values(config: TrainConfig, source: str) -> None:
         )
     if not isinstance(config.output, str) or not config.output.strip():
         raise ConfigError(f"{source}: output = {config.output!r} is not valid: give a run directory")
+
+
+def _check_kind_keys(model: ModelConfig, source: str) -> None:
+    """A key of another kind set away from its default would be silently ignored: refuse it."""
+    defaults = ModelConfig()
+    for kind, keys in KIND_KEYS.items():
+        if kind == model.kind:
+            continue
+        for key in keys:
+            if getattr(model, key) != getattr(defaults, key):
+                raise ConfigError(
+                    f"{source}: model.{key} applies to kind {kind} only, not {model.kind}; "
+                    f"remove it or set kind: {kind}"
+                )
+    if model.kind == "marathon" and model.l_max > MARATHON_MAX_L:
+        raise ConfigError(
+            f"{source}: model.l_max = {model.l_max} is too large for kind marathon (its tensor products "
+            f"support 0 to {MARATHON_MAX_L}); e.g. l_max: 1"
+        )
 
 
 def _unknown(key: str, valid: list[str], where: str) -> ConfigError:

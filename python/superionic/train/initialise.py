@@ -8,6 +8,8 @@ import numpy as np
 import torch
 
 from superionic.data.dataset import Frame, collate
+from superionic.models.contract import ContractModel
+from superionic.models.marathon import Marathon
 from superionic.models.sprinter import Sprinter
 
 
@@ -47,3 +49,25 @@ def initialise_sprinter(model: Sprinter, frames: Sequence[Frame], max_frames: in
         model.descriptor_std.copy_(q.std(0).clamp(min=1e-6))
         shortest = shortest_pair_distances(frames, len(model.species_names))
         model.core_radius_sq.copy_(torch.tensor(shortest**2, dtype=dtype))
+
+
+def initialise_marathon(model: Marathon, frames: Sequence[Frame]) -> None:
+    """Energy shifts and scale as the sprinter's; messages divided by √(mean neighbour count)."""
+    dtype = model.energy_shift.dtype
+    shifts = fit_energy_shifts(frames, len(model.species_names))
+    forces = torch.cat([f.forces for f in frames])
+    neighbours = sum(len(f.edge_src) for f in frames) / max(1, sum(len(f.species) for f in frames))
+    with torch.no_grad():
+        model.energy_shift.copy_(torch.tensor(shifts, dtype=dtype))
+        model.energy_scale.copy_(forces.pow(2).mean().sqrt().to(dtype).clamp(min=1e-3))
+        model.neighbour_norm.fill_(max(neighbours, 1.0) ** -0.5)
+        shortest = shortest_pair_distances(frames, len(model.species_names))
+        model.core_radius_sq.copy_(torch.tensor(shortest**2, dtype=dtype))
+
+
+def initialise_model(model: ContractModel, frames: Sequence[Frame]) -> None:
+    """The data-derived starting values of a trainable model (analytic models have none)."""
+    if isinstance(model, Sprinter):
+        initialise_sprinter(model, frames)
+    elif isinstance(model, Marathon):
+        initialise_marathon(model, frames)

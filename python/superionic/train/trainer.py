@@ -25,10 +25,9 @@ from superionic.data.dataset import Batch, Frame, collate, data_hash, load_frame
 from superionic.models.build import DTYPES, build_model
 from superionic.models.contract import ContractModel
 from superionic.models.prediction import predict
-from superionic.models.sprinter import Sprinter
 from superionic.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from superionic.train.config import TrainConfig
-from superionic.train.initialise import initialise_sprinter
+from superionic.train.initialise import initialise_model
 from superionic.train.metrics import EV_PER_A3_TO_GPA, Predictions, compute_metrics
 from superionic.train.plots import parity_plot
 
@@ -122,8 +121,7 @@ class Trainer:
         self._load_data()
         self.model = build_model(config.model, self.species, t.seed)
         self.state = TrainState()
-        if isinstance(self.model, Sprinter):
-            initialise_sprinter(self.model, self.train_frames)
+        initialise_model(self.model, self.train_frames)
         self.ema = copy.deepcopy(self.model)
         for p in self.ema.parameters():
             p.requires_grad_(False)
