@@ -310,6 +310,21 @@ CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
     # study, demo, argument syntax
     ("study-sizes", ["study", "data-size", "{world.config}", "--sizes", "0", "100"], ("--sizes 0",)),
     ("study-config", ["study", "data-size", "{tmp}/none.yaml"], ("none.yaml", "no such file")),
+    (
+        "study-size-reference",
+        ["study", "data-size", "{world.config}", "--reference", "{tmp}/none.extxyz"],
+        ("--reference", "none.extxyz", "no such file"),
+    ),
+    (
+        "study-quality-reference",
+        ["study", "data-quality", "{world.config}", "--reference", "{tmp}/none.extxyz"],
+        ("--reference", "none.extxyz", "no such file"),
+    ),
+    (
+        "study-architecture-reference",
+        ["study", "architecture", "{world.config}", "{world.config}", "--reference", "{tmp}/none.extxyz"],
+        ("--reference", "none.extxyz", "no such file"),
+    ),
     ("demo-epochs", ["demo", "--epochs", "0", "--workdir", "{tmp}/demo"], ("--epochs 0",)),
     (
         "demo-steps",

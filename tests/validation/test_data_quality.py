@@ -114,4 +114,6 @@ def test_relabelling_resumes_after_a_kill(tmp_path: Path) -> None:
 def test_a_separate_validation_file_is_refused(tmp_path: Path) -> None:
     config = load_config(_config(tmp_path, val=["frames.extxyz"]))
     with pytest.raises(DataQualityError, match=r"data.val: .* remove data.val"):
-        data_quality_study(config, "chgnet", [], tmp_path / "study")
+        data_quality_study(
+            config, "chgnet", [LGPS / "reference_md_sevennet_1500K.extxyz.gz"], tmp_path / "study"
+        )

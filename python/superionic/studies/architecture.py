@@ -21,7 +21,12 @@ from pathlib import Path
 from ase import Atoms
 
 from superionic.md.speed import MdSpeed, measure_md_speed
-from superionic.studies.transport_score import TransportRow, export_checkpoint, score_transport
+from superionic.studies.transport_score import (
+    TransportRow,
+    check_references,
+    export_checkpoint,
+    score_transport,
+)
 from superionic.train.checkpoint import model_from_checkpoint
 from superionic.train.config import ConfigError, TrainConfig
 from superionic.train.trainer import Trainer
@@ -118,6 +123,7 @@ def architecture_study(
     if len(configs) < 2:
         raise ArchitectureError("the architecture study compares at least two training configs")
     check_same_data(configs)
+    check_references(references)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     elements = sorted(set(timing_cell.get_chemical_symbols()))

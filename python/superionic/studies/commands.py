@@ -232,11 +232,17 @@ def cmd_study_architecture(args: argparse.Namespace) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from superionic.studies.architecture import architecture_study
+    from superionic.studies.transport_score import check_references
     from superionic.train.config import load_config
+    from superionic.validation.errors import ValidationError
 
     configs = [(path.stem, load_config(path)) for path in args.configs]
+    check_references(args.reference)
     first = args.reference[0].rpartition("@")[0] if "@" in args.reference[0] else args.reference[0]
-    cell = read(first, index=0).repeat(tuple(args.timing_repeat))
+    try:
+        cell = read(first, index=0).repeat(tuple(args.timing_repeat))
+    except Exception as err:  # ase raises many types for an unreadable file
+        raise ValidationError(f"--reference {first}: not a trajectory ASE can read ({err})") from err
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
         task = progress.add_task("architecture study", total=None)
         result = architecture_study(

@@ -31,7 +31,13 @@ from ase.io import read, write
 from superionic.data.dataset import split_indices
 from superionic.data.generate import label_frame
 from superionic.data.labellers import make_labeller
-from superionic.studies.transport_score import TransportRow, describe_d, export_checkpoint, score_transport
+from superionic.studies.transport_score import (
+    TransportRow,
+    check_references,
+    describe_d,
+    export_checkpoint,
+    score_transport,
+)
 from superionic.train.config import ConfigError, TrainConfig
 from superionic.train.trainer import Trainer
 from superionic.validation.metrics import evaluate_model
@@ -191,6 +197,7 @@ def data_quality_study(
 ) -> DataQualityResult:
     """Train ``config``'s model on its own labels and on ``low_labeller``'s labels of the same frames;
     compare RMSE and transport. Every stage keeps its files, so a rerun picks up where it stopped."""
+    check_references(references)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     high_file = out / "labels_high.extxyz"

@@ -17,7 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from superionic.studies.transport_score import TransportRow, export_checkpoint, score_transport
+from superionic.studies.transport_score import (
+    TransportRow,
+    check_references,
+    export_checkpoint,
+    score_transport,
+)
 from superionic.train.config import TrainConfig
 from superionic.train.trainer import Trainer
 
@@ -51,6 +56,8 @@ def learning_curve(
     transport: TransportSettings | None = None,
 ) -> list[LearningCurvePoint]:
     out = Path(output)
+    if transport is not None:
+        check_references(transport.references)
     points = []
     for size in sorted(sizes):
         if on_size:

@@ -17,6 +17,7 @@ from typing import Any
 
 from superionic.export import export_model
 from superionic.train.checkpoint import model_from_checkpoint
+from superionic.validation.errors import ValidationError
 from superionic.validation.runner import ValidationRequest, validate
 
 
@@ -40,6 +41,19 @@ class TransportRow:
     verdicts: list[dict[str, Any]] = field(default_factory=list)  # temperature, quantity, label
     md_atom_steps_per_s: float | None = None  # median over the model's runs (wall time, shared cores)
     validation_json: str = ""
+
+
+def check_references(references: Sequence[str | Path]) -> None:
+    """Before hours of labelling and training: every reference file exists (FILE or FILE@T)."""
+    if not references:
+        raise ValidationError("--reference: give at least one teacher MD trajectory (one per temperature)")
+    for text in map(str, references):
+        path = text.rpartition("@")[0] if "@" in text else text
+        if not Path(path).is_file():
+            raise ValidationError(
+                f"--reference {text}: no such file; give the teacher's MD trajectory "
+                "(superionic data reference-md)"
+            )
 
 
 def export_checkpoint(checkpoint: str | Path, path: str | Path) -> Path:
