@@ -18,6 +18,14 @@ class ModelError : public std::runtime_error {
 constexpr int kMetadataFormatVersion = 1;
 constexpr const char *kMetadataName = "superionic.json";
 
+// A sprinter's .pt2 carries its weights as text beside the compiled code (python/superionic/
+// export.py, weights_text); the SHA-1 of that entry sits in the compiled metadata under
+// kWeightsDigestKey, which ties the two together.
+constexpr int kWeightsFormatVersion = 1;
+constexpr const char *kWeightsEntry = "extra/superionic_weights.txt";
+constexpr const char *kWeightsHeader = "superionic sprinter weights format";
+constexpr const char *kWeightsDigestKey = "superionic.weights_sha1";
+
 struct ModelMetadata {
   int format_version = 0;
   std::string model_kind;

@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include <c10/util/hash.h>
+#include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/script.h>
 #include <torch/torch.h>
@@ -34,8 +36,8 @@ bool ends_with(const std::string &s, const std::string &suffix) {
 using TensorMap = std::unordered_map<std::string, torch::Tensor>;
 
 // The sprinter's parameters and buffers (python/superionic/models/sprinter.py) as plain float64
-// arrays for the native kernel. Names are the module's attribute paths. Scalar buffers that
-// AOTInductor may fold into code are rebuilt from the metadata exactly as the module builds them.
+// arrays for the native kernel. Names are the module's attribute paths. Scalar buffers missing
+// from a file are rebuilt from the metadata exactly as the module builds them.
 std::unique_ptr<SprinterKernel> sprinter_kernel(const TensorMap &tensors, const ModelMetadata &meta,
                                                 std::string &why_not) {
   auto find = [&](const std::string &name) -> const torch::Tensor * {
@@ -111,6 +113,43 @@ std::unique_ptr<SprinterKernel> sprinter_kernel(const TensorMap &tensors, const 
   }
 }
 
+// The weights a sprinter's .pt2 carries beside its compiled code (export.py, weights_text), as
+// tensors named like the .pt path's. `digest` is the SHA-1 compiled into the package's metadata;
+// an entry that is missing, of another format or not matching it is a damaged file.
+TensorMap package_weights(const std::string &path, const std::string &digest) {
+  const std::string entry = kWeightsEntry;
+  const std::string fix = "; the file is damaged: export it again with superionic export";
+  std::string text;
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    if (!reader.hasRecord(entry))
+      throw ModelError("'" + path + "' names sprinter weights in its compiled metadata but has no " + entry + fix);
+    auto record = reader.getRecord(entry);
+    text.assign(static_cast<const char *>(std::get<0>(record).get()), std::get<1>(record));
+  } catch (const ModelError &) {
+    throw;
+  } catch (const std::exception &e) {
+    throw ModelError("'" + path + "': cannot read " + entry + " (" + torch_message(e) + ")" + fix);
+  }
+  int version = weights_format_version(text);
+  if (version < 0)
+    throw ModelError("'" + path + "': " + entry + " does not start with '" + kWeightsHeader + " N'" + fix);
+  if (version != kWeightsFormatVersion)
+    throw ModelError("'" + path + "': " + entry + " has weights format " + std::to_string(version) +
+                     " but this superionic reads format " + std::to_string(kWeightsFormatVersion) +
+                     "; export the model again with this superionic or run it with the one that wrote it");
+  std::string actual = c10::sha1(text).str();
+  if (actual != digest)
+    throw ModelError("'" + path + "': " + entry + " does not match the compiled model (SHA-1 " + actual.substr(0, 12) +
+                     ", compiled metadata says " + digest.substr(0, 12) + ")" + fix);
+  TensorMap tensors;
+  for (auto &array : parse_weights_text(text, "'" + path + "'")) {
+    auto values = torch::tensor(array.values, torch::TensorOptions().dtype(torch::kFloat64));
+    tensors[array.name] = values.reshape(array.shape);
+  }
+  return tensors;
+}
+
 }  // namespace
 
 struct Model::Impl {
@@ -122,21 +161,24 @@ struct Model::Impl {
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> package;
   std::unique_ptr<SprinterKernel> kernel;
   std::string kernel_note = "the native kernel implements sprinter models only";
+  std::string weights_digest;  // .pt2: kWeightsDigestKey of the compiled metadata, if any
 
   void attach_native_kernel() {
     if (meta.model_kind != "sprinter") return;
     TensorMap tensors;
+    if (package) {
+      // AOTInductor compiles the weights into its library; only the weights entry gives them back.
+      if (weights_digest.empty()) {
+        kernel_note = "it was exported before .pt2 files carried the sprinter weights, so AOTInductor runs it; "
+                      "export it again with superionic export for the native kernel";
+        return;
+      }
+      tensors = package_weights(path, weights_digest);  // throws ModelError: a damaged file
+    }
     try {
       if (script) {
         for (const auto &item : script->named_parameters(true)) tensors[item.name] = item.value;
         for (const auto &item : script->named_buffers(true)) tensors[item.name] = item.value;
-      } else if (package) {
-        auto *runner = package->get_runner();
-        auto fqn = runner->getConstantNamesToOriginalFQNs();
-        for (const auto &item : runner->extract_constants_map(false)) {
-          auto it = fqn.find(item.first);
-          tensors[it == fqn.end() ? item.first : it->second] = item.second;
-        }
       }
     } catch (const std::exception &e) {
       kernel_note = "its weights could not be read: " + torch_message(e);
@@ -174,6 +216,8 @@ Model::Model(const std::string &path, const std::string &device) : impl_(new Imp
       auto meta = impl_->package->get_metadata();
       auto it = meta.find(kMetadataName);
       if (it != meta.end()) json = it->second;
+      auto digest = meta.find(kWeightsDigestKey);
+      if (digest != meta.end()) impl_->weights_digest = digest->second;
     } catch (const std::exception &e) {
       throw ModelError("'" + path + "' is not a loadable AOTInductor package: " + torch_message(e));
     }

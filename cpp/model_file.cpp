@@ -3,8 +3,11 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <vector>
 
 #include "metadata.h"
@@ -199,6 +202,73 @@ void require_exported_model(const std::string &path) {
     throw ModelError(path + " holds " + info.description.substr(6) + " but its name does not end in " + wanted +
                      "; rename it to " + renamed);
   }
+}
+
+int weights_format_version(const std::string &text) {
+  const std::string header = std::string(kWeightsHeader) + " ";
+  std::string first = text.substr(0, text.find('\n'));
+  if (first.compare(0, header.size(), header) != 0) return -1;
+  const char *begin = first.c_str() + header.size();
+  char *end = nullptr;
+  long version = std::strtol(begin, &end, 10);
+  if (end == begin || *end != '\0' || version < 0 || version > 1000000) return -1;
+  return static_cast<int>(version);
+}
+
+std::vector<NamedArray> parse_weights_text(const std::string &text, const std::string &source) {
+  std::istringstream in(text);
+  std::string line;
+  int line_no = 0;
+  auto fail = [&](const std::string &what) {
+    throw ModelError(source + ": " + kWeightsEntry + " line " + std::to_string(line_no) + ": " + what +
+                     "; export the model again with superionic export");
+  };
+  std::getline(in, line);
+  ++line_no;
+  if (weights_format_version(line) != kWeightsFormatVersion) fail("not a format " + std::to_string(kWeightsFormatVersion) + " header");
+  std::vector<NamedArray> arrays;
+  while (std::getline(in, line)) {
+    ++line_no;
+    std::istringstream words(line);
+    std::string word;
+    words >> word;
+    if (word == "end") {
+      std::size_t count = 0;
+      if (!(words >> count) || count != arrays.size())
+        fail("the end line does not count the " + std::to_string(arrays.size()) + " tensors read");
+      return arrays;
+    }
+    if (word != "tensor") fail("expected 'tensor' or 'end'");
+    NamedArray a;
+    int ndim = -1;
+    if (!(words >> a.name >> ndim) || ndim < 0 || ndim > 8) fail("expected 'tensor <name> <ndim> <dims...>'");
+    std::size_t numel = 1;
+    for (int d = 0; d < ndim; ++d) {
+      int64_t n = -1;
+      if (!(words >> n) || n < 0 || n > (int64_t{1} << 32)) fail("a dimension of " + a.name + " is not a size");
+      a.shape.push_back(n);
+      numel *= static_cast<std::size_t>(n);
+    }
+    if (words >> word) fail("trailing words after the dimensions of " + a.name);
+    if (!std::getline(in, line)) fail("the values of " + a.name + " are missing");
+    ++line_no;
+    a.values.reserve(numel);
+    const char *at = line.c_str();
+    while (true) {
+      while (*at == ' ') ++at;
+      if (*at == '\0') break;
+      char *end = nullptr;
+      double v = std::strtod(at, &end);  // Python's repr: shortest round-trip, read back exactly
+      if (end == at || (*end != ' ' && *end != '\0') || !std::isfinite(v)) fail("a value of " + a.name + " is not a finite number");
+      a.values.push_back(v);
+      at = end;
+    }
+    if (a.values.size() != numel)
+      fail(a.name + " has " + std::to_string(a.values.size()) + " values for " + std::to_string(numel) + " elements");
+    arrays.push_back(std::move(a));
+  }
+  fail("no end line (the entry is truncated)");
+  return arrays;
 }
 
 }  // namespace superionic

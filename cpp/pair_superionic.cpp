@@ -283,6 +283,9 @@ void PairSuperionic::coeff(int narg, char **arg)
                    utils::join_words(meta.species, " "), type_map,
                    cutoff, receptive_field,
                    message_passing ? " (ghost atoms within the receptive field carry edges)" : "");
+    if (!kernel && backend_request == "auto" && meta.model_kind == "sprinter" && model.device() == "cpu")
+      utils::logmesg(lmp, "pair superionic: {} runs through libtorch, not the native kernel: {}\n", path,
+                     model.native_unavailable_reason());
     if (n_files > 1) {
       std::string limits;
       if (devi_warn > 0.0) limits += fmt::format(", warn above {} eV/A", devi_warn);

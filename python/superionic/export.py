@@ -4,6 +4,12 @@ Both artefacts carry the same JSON metadata (format version, model kind, species
 field, dtype, units, training-data hash, versions, device). Every export is checked before it is
 written: the artefact is loaded back and evaluated on a probe graph, and must reproduce the eager
 model; a file that exists therefore works.
+
+A sprinter's ``.pt2`` also carries its weights as text (``extra/superionic_weights.txt``, see
+``weights_text``): AOTInductor compiles the weights into the shared library, where the native
+kernel of ``pair_style superionic`` cannot read them. The SHA-1 of that entry is compiled into
+the library's metadata (key ``superionic.weights_sha1``), so the loader can tell whether the two
+belong together (docs/conventions.md, "Sprinter weights in .pt2 files").
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ from superionic.models.contract import ContractModel
 FORMAT_VERSION = 1
 METADATA_NAME = "superionic.json"
 SUFFIXES = (".pt", ".pt2")
+WEIGHTS_NAME = "superionic_weights.txt"  # inside the archive's extra/ folder
+WEIGHTS_FORMAT_VERSION = 1
+WEIGHTS_HEADER = "superionic sprinter weights format"
+WEIGHTS_DIGEST_KEY = "superionic.weights_sha1"  # in the compiled metadata, beside METADATA_NAME
 
 
 class ExportError(RuntimeError):
@@ -147,6 +157,68 @@ def export_torchscript(model: ContractModel, path: Path, meta: ModelMetadata) ->
     _write_atomic(path, write)
 
 
+def weights_text(model: torch.nn.Module) -> str:
+    """Every parameter and buffer of ``model`` as text the C++ loader reads without Python.
+
+    Line 1 is ``WEIGHTS_HEADER <version>``; then, per tensor in name order, ``tensor <name> <ndim>
+    <dims...>`` and a line of its values in row-major order as Python's shortest round-trip
+    decimals (strtod reads them back to the same float64, so the kernel sees the bits the
+    TorchScript path sees); last ``end <count>``. float32 values are written widened to float64,
+    exactly as the .pt path widens them.
+    """
+    tensors = dict(model.named_parameters())
+    tensors.update(model.named_buffers())
+    lines = [f"{WEIGHTS_HEADER} {WEIGHTS_FORMAT_VERSION}"]
+    for name in sorted(tensors):
+        tensor = tensors[name].detach()
+        if not tensor.is_floating_point() or not bool(torch.isfinite(tensor).all()):
+            raise ExportError(f"tensor {name} is not a finite floating tensor; the sprinter has only those")
+        flat = tensor.to("cpu", torch.float64).contiguous().reshape(-1).tolist()
+        lines.append(f"tensor {name} {tensor.dim()} " + " ".join(str(n) for n in tensor.shape))
+        lines.append(" ".join(repr(value) for value in flat))
+    lines.append(f"end {len(tensors)}")
+    return "\n".join(lines) + "\n"
+
+
+def weights_digest(text: str) -> str:
+    # A check against damage and mix-ups, not tampering: whoever can edit the entry can edit the
+    # compiled code beside it.
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _add_extra_entry(package: Path, name: str, text: str) -> None:
+    """Rewrite the AOTInductor archive ``package`` with ``extra/<name>`` added.
+
+    PT2 archives keep extra files under extra/ (torch.export.pt2_archive), which both torch
+    loaders skip; aoti_compile_and_package has no argument for them, so the records are copied.
+    """
+    from torch.export.pt2_archive._package import PT2ArchiveReader, PT2ArchiveWriter
+    from torch.export.pt2_archive.constants import EXTRA_DIR
+
+    staged = package.with_name(package.stem + ".extra.pt2")
+    try:
+        with PT2ArchiveReader(str(package)) as reader, PT2ArchiveWriter(str(staged)) as writer:
+            for record in reader.get_file_names():
+                if not writer.has_record(record):
+                    writer.write_bytes(record, reader.read_bytes(record))
+            writer.write_string(EXTRA_DIR + name, text)
+        os.replace(staged, package)
+    finally:
+        if staged.exists():
+            staged.unlink()
+
+
+def read_weights_entry(path: str | os.PathLike) -> str | None:
+    """The text of a .pt2's sprinter weights entry; None if the file has none."""
+    from torch.export.pt2_archive._package import PT2ArchiveReader
+    from torch.export.pt2_archive.constants import EXTRA_DIR
+
+    with PT2ArchiveReader(str(path)) as reader:
+        if EXTRA_DIR + WEIGHTS_NAME not in reader.get_file_names():
+            return None
+        return reader.read_string(EXTRA_DIR + WEIGHTS_NAME)
+
+
 def export_aoti(model: ContractModel, path: Path, meta: ModelMetadata) -> None:
     from torch.export import Dim
 
@@ -161,12 +233,19 @@ def export_aoti(model: ContractModel, path: Path, meta: ModelMetadata) -> None:
         strict=False,
     )
 
+    compiled_metadata = {METADATA_NAME: meta.to_json()}
+    weights = weights_text(model) if meta.model_kind == "sprinter" else None
+    if weights is not None:
+        compiled_metadata[WEIGHTS_DIGEST_KEY] = weights_digest(weights)
+
     def write(tmp: Path) -> None:
         torch._inductor.aoti_compile_and_package(
-            program,
-            package_path=str(tmp),
-            inductor_configs={"aot_inductor.metadata": {METADATA_NAME: meta.to_json()}},
+            program, package_path=str(tmp), inductor_configs={"aot_inductor.metadata": compiled_metadata}
         )
+        if weights is not None:
+            _add_extra_entry(tmp, WEIGHTS_NAME, weights)
+            if read_weights_entry(tmp) != weights:
+                raise ExportError(f"AOTInductor export {path}: the weights entry did not read back unchanged")
         loaded = torch._inductor.aoti_load_package(str(tmp))
         probe = probe_inputs(len(meta.species), meta.cutoff, dtype, meta.device, seed=1)
         _check_reproduces(model, loaded, probe, dtype, f"AOTInductor export {path}")
