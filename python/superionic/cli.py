@@ -62,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import logging
 
     from rich.logging import RichHandler
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress
 
     from superionic.train.config import load_config
     from superionic.train.trainer import Trainer
@@ -72,13 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.committee is not None:
         return _train_committee(args, config)
     trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns) as progress:
+    with Progress(*_training_columns()) as progress:
         task = progress.add_task("training", total=config.training.epochs, status="")
 
         def show(p) -> None:
@@ -100,19 +94,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_committee(args: argparse.Namespace, config) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+def _training_columns() -> tuple:
+    """Description, bar, a status text (epoch, loss, validation RMSE), elapsed time."""
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
-    from superionic.train.committee import train_committee
-
-    k_members = args.committee
-    columns = (
+    return (
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns) as progress:
+
+
+def _train_committee(args: argparse.Namespace, config) -> int:
+    from rich.progress import Progress
+
+    from superionic.train.committee import train_committee
+
+    k_members = args.committee
+    with Progress(*_training_columns()) as progress:
         task = progress.add_task(f"committee of {k_members}", total=k_members, status="")
 
         def show(p) -> None:
