@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "model_file.h"
+#include "nequip_model.h"
 #include "sprinter_kernel.h"
 
 namespace superionic {
@@ -162,6 +163,7 @@ struct Model::Impl {
   std::unique_ptr<SprinterKernel> kernel;
   std::string kernel_note = "the native kernel implements sprinter models only";
   std::string weights_digest;  // .pt2: kWeightsDigestKey of the compiled metadata, if any
+  std::unique_ptr<NequipModel> nequip;  // *.nequip.pt2: an Allegro model behind the same contract
 
   void attach_native_kernel() {
     if (meta.model_kind != "sprinter") return;
@@ -207,6 +209,11 @@ Model::Model(const std::string &path, const std::string &device) : impl_(new Imp
   }
   if (impl_->device.is_cuda() && !torch::cuda::is_available())
     throw ModelError("device '" + device + "' requested but this libtorch sees no CUDA device");
+  if (is_nequip_package_path(path)) {
+    impl_->nequip = std::make_unique<NequipModel>(path, impl_->device.str());
+    impl_->meta = impl_->nequip->metadata();
+    return;
+  }
 
   std::string json;
   if (ends_with(path, ".pt2")) {
@@ -256,6 +263,10 @@ std::string Model::device() const { return impl_->device.str(); }
 void Model::compute(const double *edge_vec, const int64_t *edge_src, const int64_t *edge_dst,
                     int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_local,
                     double *atom_energy, double *edge_grad) {
+  if (impl_->nequip) {
+    impl_->nequip->compute(edge_vec, edge_src, edge_dst, n_edges, species, n_atoms, n_local, atom_energy, edge_grad);
+    return;
+  }
   try {
     auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
     auto i64 = torch::TensorOptions().dtype(torch::kInt64);
