@@ -10,13 +10,19 @@ A sprinter's ``.pt2`` also carries its weights as text (``extra/superionic_weigh
 kernel of ``pair_style superionic`` cannot read them. The SHA-1 of that entry is compiled into
 the library's metadata (key ``superionic.weights_sha1``), so the loader can tell whether the two
 belong together (docs/conventions.md, "Sprinter weights in .pt2 files").
+
+AOTInductor compiles take a minute or more, so compiled packages are kept in a cache keyed by
+everything they depend on (``aoti_cache_key``); exporting the same model again copies the package
+and only repeats the check.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +32,8 @@ import torch
 
 from superionic import __version__
 from superionic.models.contract import ContractModel
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 METADATA_NAME = "superionic.json"
@@ -238,7 +246,25 @@ def export_aoti(model: ContractModel, path: Path, meta: ModelMetadata) -> None:
     if weights is not None:
         compiled_metadata[WEIGHTS_DIGEST_KEY] = weights_digest(weights)
 
+    cache = aoti_cache_dir()
+    cached = cache / f"{aoti_cache_key(program, compiled_metadata, meta.device)}.pt2" if cache else None
+
+    def check(tmp: Path) -> None:
+        loaded = torch._inductor.aoti_load_package(str(tmp))
+        probe = probe_inputs(len(meta.species), meta.cutoff, dtype, meta.device, seed=1)
+        _check_reproduces(model, loaded, probe, dtype, f"AOTInductor export {path}")
+
     def write(tmp: Path) -> None:
+        if cached is not None and cached.is_file():
+            shutil.copyfile(cached, tmp)
+            try:  # a cached file passes the same check as a fresh one, or is compiled again
+                check(tmp)
+                log.info("%s: AOTInductor compile reused from %s", path, cached)
+                return
+            except Exception:  # whatever is wrong with a cached file, a fresh compile replaces it
+                log.warning(
+                    "%s: cached AOTInductor package %s failed its check; compiling again", path, cached
+                )
         torch._inductor.aoti_compile_and_package(
             program, package_path=str(tmp), inductor_configs={"aot_inductor.metadata": compiled_metadata}
         )
@@ -246,11 +272,62 @@ def export_aoti(model: ContractModel, path: Path, meta: ModelMetadata) -> None:
             _add_extra_entry(tmp, WEIGHTS_NAME, weights)
             if read_weights_entry(tmp) != weights:
                 raise ExportError(f"AOTInductor export {path}: the weights entry did not read back unchanged")
-        loaded = torch._inductor.aoti_load_package(str(tmp))
-        probe = probe_inputs(len(meta.species), meta.cutoff, dtype, meta.device, seed=1)
-        _check_reproduces(model, loaded, probe, dtype, f"AOTInductor export {path}")
+        check(tmp)
+        if cached is not None:
+            try:
+                _write_atomic(cached, lambda staged: shutil.copyfile(tmp, staged))
+            except OSError as err:  # a read-only or full cache costs the next run a compile, nothing else
+                log.warning("%s: cannot store the compiled package in %s (%s)", path, cache, err)
 
     _write_atomic(path, write)
+
+
+# Bumped whenever export_aoti changes what it compiles (configs, entries), so stale packages miss.
+AOTI_CACHE_VERSION = 1
+AOTI_CACHE_ENV = "SUPERIONIC_AOTI_CACHE"
+
+
+def aoti_cache_dir() -> Path | None:
+    """Where compiled .pt2 packages are kept: $SUPERIONIC_AOTI_CACHE (``off`` disables), else
+    $XDG_CACHE_HOME/superionic/aoti, else ~/.cache/superionic/aoti."""
+    value = os.environ.get(AOTI_CACHE_ENV, "")
+    if value.lower() == "off":
+        return None
+    if value:
+        return Path(value)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "superionic" / "aoti"
+
+
+def aoti_cache_key(program, compiled_metadata: dict[str, str], device: str) -> str:
+    """SHA-256 of everything the compiled package depends on: the exported graph and its shape
+    constraints, every weight's bytes, the metadata written into it, the torch and superionic
+    versions, the device and the CPU's vector instruction set the C++ is compiled for."""
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+    digest = hashlib.sha256()
+    parts = [
+        str(AOTI_CACHE_VERSION),
+        torch.__version__,
+        __version__,
+        device,
+        str(pick_vec_isa()),
+        json.dumps(compiled_metadata, sort_keys=True),
+        program.graph_module.code,
+        str(program.graph_signature),
+        str(program.range_constraints),
+    ]
+    for part in parts:
+        digest.update(part.encode() + b"\0")
+    tensors = {**program.state_dict, **program.constants}
+    for name in sorted(tensors):
+        value = tensors[name]
+        if isinstance(value, torch.Tensor):
+            flat = value.detach().to("cpu").contiguous().reshape(-1)
+            digest.update(f"{name} {value.dtype} {tuple(value.shape)}\0".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+        else:
+            digest.update(f"{name} {value!r}\0".encode())
+    return digest.hexdigest()
 
 
 def export_model(

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from superionic.export import (
+    AOTI_CACHE_ENV,
     WEIGHTS_DIGEST_KEY,
     WEIGHTS_NAME,
     export_model,
@@ -37,7 +38,16 @@ def seed(l_max: int, n_species: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[int, int], tuple[Path, Path]]:
+def cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A fresh compile cache, so the files below are compiled here and not taken from ~/.cache."""
+    path = tmp_path_factory.mktemp("aoti-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(AOTI_CACHE_ENV, str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory, cache_dir) -> dict[tuple[int, int], tuple[Path, Path]]:
     root = tmp_path_factory.mktemp("kernel-pt2")
     out = {}
     for l_max, n_species in MODELS:
@@ -200,3 +210,72 @@ def test_python_loads_the_pt2(files) -> None:
     e_aoti, grad_aoti = core.compute(*args)
     np.testing.assert_allclose(e_native, e_aoti, rtol=0, atol=1e-10)
     np.testing.assert_allclose(grad_native, grad_aoti, rtol=0, atol=1e-10 * np.abs(grad_aoti).max())
+
+
+def no_compile(*args, **kwargs):
+    raise AssertionError("AOTInductor compiled although the package is cached")
+
+
+def test_export_again_reuses_the_compile(tmp_path: Path, files, cache_dir, monkeypatch) -> None:
+    """Issue 12 point 3: a second export of the same model copies the cached package (no compile),
+    still passes the export's check, and runs on the kernel like the first."""
+    import torch
+
+    l_max, n_species = MODELS[0]
+    assert len(list(cache_dir.glob("*.pt2"))) == len(MODELS), "each fresh compile was stored"
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", no_compile)
+    again = tmp_path / "again.pt2"
+    export_model(random_sprinter(l_max, n_species, seed=seed(l_max, n_species)), again)
+    assert read_weights_entry(again) == read_weights_entry(files[MODELS[0]][1])
+    assert_same(
+        run(tmp_path / "again", again, n_species, 1),
+        run(tmp_path / "first", files[MODELS[0]][1], n_species, 1),
+        tol=0.0,
+    )
+
+
+def test_cache_key_follows_weights_and_metadata(files) -> None:
+    """Another weight, another data hash or another device is another key (no compile needed); the
+    same model gives the same key (test_export_again_reuses_the_compile)."""
+    import torch
+    from torch.export import Dim
+
+    from superionic.export import METADATA_NAME, aoti_cache_key, metadata_for, probe_inputs
+
+    def key(model, data_hash="none", device="cpu"):
+        meta = metadata_for(model, data_hash=data_hash)
+        inputs = probe_inputs(len(meta.species), meta.cutoff, torch.float64, "cpu")
+        e, a = Dim("n_edges", min=0), Dim("n_atoms", min=0)
+        program = torch.export.export(
+            model.eval(), inputs, dynamic_shapes=({0: e}, {0: e}, {0: e}, {0: a}, None), strict=False
+        )
+        return [
+            aoti_cache_key(program, {METADATA_NAME: meta.to_json()}, device),
+            aoti_cache_key(program, {METADATA_NAME: metadata_for(model, data_hash="abc").to_json()}, device),
+            aoti_cache_key(program, {METADATA_NAME: meta.to_json()}, "cuda:0"),
+        ]
+
+    l_max, n_species = MODELS[0]
+    model = random_sprinter(l_max, n_species, seed=seed(l_max, n_species))
+    base = key(model)
+    assert len(set(base)) == 3
+    with torch.no_grad():
+        model.layers[0].bias[0, 0] += 1e-12
+    assert not set(key(model)) & set(base)
+
+
+def test_a_wrong_cached_package_is_compiled_again(tmp_path: Path, files, cache_dir, monkeypatch) -> None:
+    """A cached file that does not reproduce the model (here: the other model's package under this
+    key) fails the export's check and is not used: the export goes on to compile."""
+    import torch
+
+    packages = sorted(cache_dir.glob("*.pt2"))
+    a, b = packages
+    saved_a = a.read_bytes()
+    a.write_bytes(b.read_bytes())
+    b.write_bytes(saved_a)
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", no_compile)
+    l_max, n_species = MODELS[0]
+    with pytest.raises(AssertionError, match="compiled although"):
+        export_model(random_sprinter(l_max, n_species, seed=seed(l_max, n_species)), tmp_path / "x.pt2")
+    assert not (tmp_path / "x.pt2").exists()
