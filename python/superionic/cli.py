@@ -165,6 +165,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.checkpoint.suffix == ".json":
         from superionic.export import export_committee
 
+        if args.format == "nequip":
+            raise ExportError(
+                f"{args.checkpoint}: --format nequip writes one model; export each member's checkpoint alone"
+            )
+
         exported = export_committee(
             args.checkpoint, args.output, suffix=f".{args.format}", device=args.device
         )
@@ -173,6 +178,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 0
 
     model, _, payload = model_from_checkpoint(args.checkpoint)
+    if args.format == "nequip":
+        from superionic.nequip_export import export_nequip
+
+        compiled = export_nequip(model, args.output, device=args.device, data_hash=payload["data_hash"])
+        print(json.dumps({"output": str(args.output), **compiled}, indent=2))
+        return 0
     meta = export_model(model, args.output, device=args.device, data_hash=payload["data_hash"])
     print(json.dumps({"output": str(args.output), **meta.__dict__}, indent=2))
     return 0
@@ -537,7 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--device", default="cpu", help="device a .pt2 is compiled for")
     export.add_argument(
-        "--format", choices=["pt", "pt2"], default="pt", help="file format of a committee's members"
+        "--format",
+        choices=["pt", "pt2", "nequip"],
+        default="pt",
+        help="file format of a committee's members; nequip: one strictly local model as *.nequip.pt2 for "
+        "pair_allegro and nequip's loader (docs/nequip.md)",
     )
     export.set_defaults(func=cmd_export)
 
