@@ -54,10 +54,16 @@ def reference() -> dict:
     return json.loads((FIXTURE / "reference.json").read_text())
 
 
-@pytest.mark.parametrize("nprocs", [1, 2])
-def test_run0_matches_nequip_calculator(tmp_path: Path, reference: dict, nprocs: int) -> None:
+@pytest.mark.parametrize(
+    ("nprocs", "type_order"),
+    [(1, ("Li", "Ge", "P", "S")), (2, ("Li", "Ge", "P", "S")), (1, ("S", "P", "Ge", "Li"))],
+)
+def test_run0_matches_nequip_calculator(
+    tmp_path: Path, reference: dict, nprocs: int, type_order: tuple[str, ...]
+) -> None:
+    """The last case numbers the LAMMPS types unlike the model's type_names: the names map them."""
     atoms = read(FIXTURE / reference["structure"])
-    lmp = single_point(tmp_path, atoms, MODEL, nprocs=nprocs)
+    lmp = single_point(tmp_path, atoms, MODEL, type_names=type_order, nprocs=nprocs)
     forces = np.array(reference["forces"])
     assert lmp.energy == pytest.approx(reference["energy"], rel=0, abs=TOL * len(atoms))
     np.testing.assert_allclose(lmp.forces, forces, rtol=0, atol=TOL)
