@@ -8,6 +8,7 @@ environment): energy, forces and the global virial.
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from ase.io import read
 
+from superionic.md.lammps_data import write_lammps_data
 from superionic.models.assemble import VOIGT_ASE
 from tests.lammps.singlepoint import single_point
 
@@ -84,3 +86,26 @@ def test_allegro_model_is_described_in_the_log(tmp_path: Path) -> None:
     atoms = read(FIXTURE / "lgps_frame100.extxyz")
     lmp = single_point(tmp_path, atoms, MODEL, nprocs=1)
     assert "nequip-allegro" in lmp.output
+
+
+def test_element_missing_from_type_names(tmp_path: Path) -> None:
+    from tests.lammps.test_errors import Deck, assert_clear_error, run_deck
+
+    atoms = read(FIXTURE / "lgps_frame100.extxyz")
+    write_lammps_data(tmp_path / "d.data", atoms, ["Li", "Ge", "P", "S"])
+    deck = Deck(model=str(MODEL), data=str(tmp_path / "d.data"), elements="Li Ge P Cl")
+    run = run_deck(deck, tmp_path)
+    assert_clear_error(run, "element 'Cl'", "atom type 4", "Li Ge P S")
+
+
+@pytest.mark.slow
+def test_package_without_nequip_metadata(tmp_path: Path, exported) -> None:
+    """A superionic .pt2 renamed to *.nequip.pt2 is named as not nequip-compiled, in one line."""
+    from tests.lammps.test_errors import Deck, assert_clear_error, run_deck
+
+    fake = tmp_path / "renamed.nequip.pt2"
+    shutil.copyfile(exported.path("local", ".pt2"), fake)
+    atoms = read(FIXTURE / "lgps_frame100.extxyz")
+    write_lammps_data(tmp_path / "d.data", atoms, ["Li", "Ge", "P", "S"])
+    run = run_deck(Deck(model=str(fake), data=str(tmp_path / "d.data")), tmp_path)
+    assert_clear_error(run, str(fake), "nequip_aoti_inputs", "nequip-compile --mode aotinductor")
