@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the CPU variant of docker/Dockerfile (Kokkos OpenMP) with podman from nothing but the
 # Debian mirror and PyPI, then runs inside it: the LAMMPS parity tests of the local model on 1 and
-# 2 ranks, a Kokkos run (-k on -sf kk) of pair_style superionic, and a short `superionic md`.
+# 2 ranks, pair_style superionic/kk against superionic on 1 and 2 ranks, a Kokkos MD run
+# (-k on -sf kk), and a short `superionic md`.
 #
 #   sudo bash docker/test_image.sh            # log: docker/test_image.log
 #
@@ -27,7 +28,8 @@ if ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null || ! co
 fi
 
 conf_dir=$(mktemp -d)
-trap 'rm -rf "$conf_dir"' EXIT
+archive=$(mktemp -d /var/tmp/superionic-context.XXXX)
+trap 'rm -rf "$conf_dir" "$archive"' EXIT
 cat >"$conf_dir/containers.conf" <<'EOF'
 [containers]
 netns = "host"
@@ -47,6 +49,18 @@ if ! podman image exists "$base"; then
   rm -rf "$root"
 fi
 say "base image ready: $(podman image inspect --format '{{.Size}}' "$base") bytes"
+# The build context is the committed tree (git archive HEAD), Dockerfile included: uncommitted
+# edits of a shared working tree stay out of the image, and the log names what was built.
+# TEST_IMAGE_WORKTREE=1 builds the working tree as it is instead (while developing the Dockerfile).
+if [ "${TEST_IMAGE_WORKTREE:-0}" = 1 ]; then
+  ctx=$PWD
+  say "context: the working tree at commit $(git rev-parse --short HEAD), $(git status --short | wc -l) paths differ:"
+  git status --short | tee -a "$log"
+else
+  ctx=$archive
+  git archive HEAD | tar -x -C "$ctx"
+  say "context: git archive of commit $(git rev-parse HEAD) ($(git log -1 --format=%cI HEAD))"
+fi
 
 # pip inside the build needs this machine's CA bundle (TLS goes through its proxy), and torch
 # comes from the wheel folder pip is configured with here, if there is one (PyPI's torch for Linux
@@ -66,7 +80,7 @@ say "podman build (CPU variant, $jobs jobs)"
 build_start=$SECONDS
 # --format docker: the OCI image format has no SHELL instruction, and the RUN lines use bash.
 podman build --format docker --network host "${limits[@]}" "${volumes[@]}" "${build_args[@]}" \
-  -f docker/Dockerfile -t "$image" . >>"$log" 2>&1 || {
+  -f "$ctx/docker/Dockerfile" -t "$image" "$ctx" >>"$log" 2>&1 || {
   say "FAILED: podman build (last lines of $log above)"
   tail -20 "$log"
   exit 1
@@ -77,7 +91,10 @@ run() { podman run --rm --network host "${limits[@]}" "$image" bash -c "$1" >>"$
 say "parity tests inside the image (local model, 1 and 2 ranks, OpenMPI)"
 run 'cd /opt/superionic && python -m pytest -q -p no:cacheprovider tests/lammps/test_parity.py \
   -k "test_run0_matches_python and local and not 4"' || { say "FAILED: parity tests"; exit 1; }
-say "Kokkos (OpenMP) LAMMPS with pair_style superionic, 2 ranks x 1 thread"
+say "pair_style superionic/kk vs superionic (Kokkos OpenMP, -k on t 1 -sf kk, 1 and 2 ranks)"
+run 'cd /opt/superionic && python -m pytest -q -s -p no:cacheprovider tests/lammps/test_kokkos_parity.py' ||
+  { say "FAILED: superionic/kk parity"; exit 1; }
+say "Kokkos (OpenMP) LAMMPS, -sf kk (pair_style superionic/kk), 2 ranks x 1 thread, 20 NVE steps"
 run 'set -e; cd /tmp && superionic export-reference -o ref.pt && python - <<EOF
 from superionic.data.examples import jittered_lattice
 from superionic.md.lammps_data import write_lammps_data
@@ -86,7 +103,8 @@ EOF
 printf "%s\n" "units metal" "atom_style atomic" "read_data d.data" "pair_style superionic" \
   "pair_coeff * * ref.pt Li Ge P S" "velocity all create 300 1" "fix 1 all nve" "run 20" > in.kk
 mpirun -np 2 lmp -k on t 1 -sf kk -in in.kk | tee out.kk
-grep -q "Loop time of .* on 2 procs for 20 steps with 216 atoms" out.kk' || { say "FAILED: Kokkos run"; exit 1; }
+grep -q "Loop time of .* on 2 procs for 20 steps with 216 atoms" out.kk
+grep -q "pair superionic/kk: model" out.kk' || { say "FAILED: Kokkos run"; exit 1; }
 say "short superionic md inside the image (LGPS, reference model, 2 ranks, 300 steps)"
 run 'set -e; cd /tmp && superionic export-reference -o ref.pt && python -c "
 from superionic.data.materials import build_structure
