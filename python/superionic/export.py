@@ -337,6 +337,10 @@ def export_model(
     target = Path(path)
     if target.suffix not in SUFFIXES:
         raise ExportError(f"{target}: unknown model suffix '{target.suffix}'; use .pt or .pt2.")
+    if target.suffix == ".pt2" and getattr(model, "model_kind", "") == "marathon":
+        # torch.export cannot trace the backward of e3nn's generated tensor products when the gradient
+        # is taken inside forward (docs/marathon.md); refuse before a long compile, with the way out.
+        raise ExportError(f"{target}: a marathon cannot be exported to .pt2 (AOTInductor) yet; use .pt")
     meta = metadata_for(model.to(device), device=device, data_hash=data_hash)
     if target.suffix == ".pt":
         export_torchscript(model, target, meta)
