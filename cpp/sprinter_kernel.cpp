@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <sstream>
 
 #include "metadata.h"
@@ -10,10 +11,20 @@
 #include <omp.h>
 #endif
 
+// A `// phase:` comment names the stage of the evaluation that the lines below it belong to, up to the
+// next one; bench/profile_kernel.py sums callgrind's per-line counts by these stages.
+
 namespace superionic {
 namespace {
 
 constexpr int kMaxL = 4;
+
+// x86-64 GCC builds carry a second copy of the per-atom loop for AVX2 + FMA (see use_avx2).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SI_X86_DISPATCH 1
+#else
+#define SI_X86_DISPATCH 0
+#endif
 
 // Loops over channels and neurons are short and alias-free; say so, or the compiler keeps them
 // scalar (a dot product is not vectorised without permission to reorder its sum).
@@ -31,6 +42,7 @@ constexpr int kMaxBasis = 64;  // the per-edge basis lives on the stack
 constexpr int harmonic_offset(int l) { return l * l - 1; }
 
 // Schmidt semi-normalised real harmonics, exactly the polynomials of sprinter.real_harmonics.
+// phase: edge forward: harmonics Y_lm
 template <typename Real>
 inline void harmonics(const Real *u, int l_max, Real *Y) {
   const Real x = u[0], y = u[1], z = u[2];
@@ -77,6 +89,7 @@ inline void harmonics(const Real *u, int l_max, Real *Y) {
 
 // g = sum_idx w[idx] * grad Y_idx(u), the gradient taken in R^3 (projection onto the sphere is
 // done by the caller, matching autograd through u = v / |v|).
+// phase: edge backward: harmonics gradient
 template <typename Real>
 inline void harmonics_grad(const Real *u, int l_max, const Real *w, Real *g) {
   const Real x = u[0], y = u[1], z = u[2];
@@ -149,6 +162,7 @@ inline void harmonics_grad(const Real *u, int l_max, const Real *w, Real *g) {
   g[2] = gz;
 }
 
+// phase: other
 void require(bool ok, const std::string &what) {
   if (!ok) throw ModelError("sprinter weights: " + what);
 }
@@ -165,6 +179,58 @@ struct Scratch {
   std::vector<Real> basis_sum, radial_w, M, q, T, act, grad_a, grad_b, dEdh, dEdY, w;
   std::vector<int64_t> pair;
 };
+
+// What the per-atom loop reads, prepared once per call by compute_impl.
+template <typename Real>
+struct Pass {
+  const double *edge_vec;
+  const int64_t *edge_dst, *species;
+  double *atom_energy, *edge_grad;
+  int64_t n_local;
+  const int64_t *first, *edge_order;  // atom i's edges: first[i]..first[i+1], through edge_order if set
+  const Real *radial_coeff, *angular_coeff, *angular_t;
+  const Real *const *weight, *const *bias;
+  const Real *slip, *freq, *mean, *stdev, *core_r2;
+  Real rc, rc2, scale, core_a;
+  bool chebyshev;
+};
+
+// The per-atom loop twice: for the baseline (generic x86-64: SSE2) and, where GCC can target it, for
+// AVX2 with FMA, taken at run time when the CPU has both. The short channel loops (4 angular
+// channels, 8 basis functions, 32 neurons) then take one 256-bit operation where SSE2 needs two to
+// eight, and multiply-adds fuse.
+#define SI_ATOMS atoms
+#include "sprinter_kernel_impl.h"
+#undef SI_ATOMS
+#if SI_X86_DISPATCH
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define SI_ATOMS atoms_avx2
+#include "sprinter_kernel_impl.h"
+#undef SI_ATOMS
+#pragma GCC pop_options
+#else
+// Without the second copy the dispatch below always takes the baseline.
+template <typename Real, int kCa, int kK, int kL>
+void atoms_avx2(const SprinterParams &p, const Pass<Real> &c) {
+  atoms<Real, kCa, kK, kL>(p, c);
+}
+#endif
+
+// The AVX2 copy where the CPU has AVX2 and FMA. SUPERIONIC_KERNEL_ISA=generic keeps the baseline, for
+// comparisons: fused multiply-adds round differently, by about one ulp per operation.
+bool use_avx2() {
+#if SI_X86_DISPATCH
+  static const bool chosen = [] {
+    const char *isa = std::getenv("SUPERIONIC_KERNEL_ISA");
+    const bool generic = isa && std::string(isa) == "generic";
+    return !generic && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return chosen;
+#else
+  return false;
+#endif
+}
 
 }  // namespace
 
@@ -240,7 +306,8 @@ bool SprinterKernel::openmp_enabled() {
 std::string SprinterKernel::describe() const {
   std::ostringstream out;
   out << "native sprinter kernel (" << (precision_ == KernelPrecision::Float32 ? "float32" : "float64")
-      << ", l_max " << p_.l_max << ", " << p_.n_species << " species, " << num_threads() << " OpenMP threads)";
+      << ", l_max " << p_.l_max << ", " << p_.n_species << " species, "
+      << (use_avx2() ? "AVX2+FMA" : "baseline ISA") << ", " << num_threads() << " OpenMP threads)";
   return out.str();
 }
 
@@ -259,19 +326,13 @@ void SprinterKernel::compute(const double *edge_vec, const int64_t *edge_src, co
     compute_impl<double, 0, 0, 0>(edge_vec, edge_src, edge_dst, n_edges, species, n_atoms, n_local, atom_energy, edge_grad);
 }
 
+// phase: setup: checks, edge grouping, per-atom scratch
 template <typename Real, int kCa, int kK, int kL>
 void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_src, const int64_t *edge_dst,
                                   int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_local,
                                   double *atom_energy, double *edge_grad) const {
-  const int S = p_.n_species, Cr = p_.radial_channels;
-  const int K = kK > 0 ? kK : p_.n_basis;
-  const int Ca = kCa > 0 ? kCa : p_.angular_channels;
-  const int L = kL > 0 ? kL : p_.l_max;
-  const int nY = harmonic_offset(L + 1);
-  const int D = Cr + L * Ca;
+  const int S = p_.n_species;
   const int n_layers = static_cast<int>(p_.layer_weight.size());
-  int max_width = 0;
-  for (int w : p_.widths) max_width = std::max(max_width, w);
 
   if (n_local < 0 || n_local > n_atoms) throw ModelError("n_local must lie in [0, n_atoms]");
   for (int64_t a = 0; a < n_atoms; a++)
@@ -332,261 +393,27 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
   const bool chebyshev = chebyshev_;
   const int64_t *edge_order = grouped ? nullptr : order.data();
 
+  const Pass<Real> pass{edge_vec, edge_dst, species, atom_energy, edge_grad, n_local, first.data(), edge_order,
+                        radial_coeff, angular_coeff, angular_t, weight.data(), bias.data(), slip.data(),
+                        freq.data(), mean.data(), stdev.data(), core_r2.data(), rc, rc2, scale, core_a,
+                        chebyshev};
+  // Each thread calls the per-atom loop as a function of its own: GCC outlines an OpenMP parallel
+  // region into a function that does not inherit a `#pragma GCC target`, so the AVX2 copy has to
+  // begin inside the region.
+  const bool avx2 = use_avx2();
 #ifdef _OPENMP
   const int threads = num_threads();
 #pragma omp parallel num_threads(threads)
 #endif
   {
-    Scratch<Real> s;
-    s.basis_sum.resize(static_cast<size_t>(S) * K);
-    s.radial_w.resize(static_cast<size_t>(S) * K);
-    s.M.resize(static_cast<size_t>(Ca) * nY);
-    s.T.resize(static_cast<size_t>(Ca) * nY);
-    s.q.resize(D);
-    s.act.resize(static_cast<size_t>(n_layers) * max_width);  // silu' of each hidden layer
-    s.grad_a.resize(max_width);
-    s.grad_b.resize(max_width);
-    s.dEdh.resize(Ca);
-    s.dEdY.resize(nY);
-    s.w.resize(K);
-    std::vector<Real> hidden(max_width), next(max_width), cs(K), sn(K);
-
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 16)
-#endif
-    for (int64_t i = 0; i < n_local; i++) {
-      const int64_t begin = first[i], n = first[i + 1] - first[i];
-      const int64_t si = species[i];
-      if (static_cast<int64_t>(s.r.size()) < n) {
-        s.u.resize(3 * n);
-        s.r.resize(n);
-        s.db.resize(n * K);
-        s.h.resize(n * Ca);
-        s.Y.resize(n * nY);
-        s.core.resize(n);
-        s.pair.resize(n);
-      }
-      std::fill(s.basis_sum.begin(), s.basis_sum.end(), Real(0));
-      std::fill(s.M.begin(), s.M.end(), Real(0));
-      double core_energy = 0.0;
-
-      for (int64_t t = 0; t < n; t++) {
-        const int64_t e = edge_order ? edge_order[begin + t] : begin + t;
-        const Real v[3] = {static_cast<Real>(edge_vec[3 * e]), static_cast<Real>(edge_vec[3 * e + 1]),
-                           static_cast<Real>(edge_vec[3 * e + 2])};
-        const int64_t pair = si * S + species[edge_dst[e]];
-        s.pair[t] = pair;
-        const Real r2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
-        const Real r = std::sqrt(r2);
-        const Real x = r / rc;
-        s.r[t] = r;
-        Real *u = &s.u[3 * t];
-        u[0] = v[0] / r;
-        u[1] = v[1] / r;
-        u[2] = v[2] / r;
-        Real fc = 0, dfc_dr = 0;
-        if (r2 < rc2) {
-          const Real omx = 1 - r2 / rc2;
-          fc = omx * omx * omx;
-          dfc_dr = -6 * r * omx * omx / rc2;
-        }
-        if (chebyshev) {
-          const Real theta = x * freq[1];
-          const Real c1 = std::cos(theta), s1 = std::sin(theta);
-          cs[0] = 1;
-          sn[0] = 0;
-          cs[1] = c1;
-          sn[1] = s1;
-          for (int k = 2; k < K; k++) {
-            cs[k] = 2 * c1 * cs[k - 1] - cs[k - 2];
-            sn[k] = 2 * c1 * sn[k - 1] - sn[k - 2];
-          }
-          for (int k = 0; k < K; k++) {
-            const Real d = x * slip[k];
-            if (d == 0) continue;
-            const Real cd = 1 - d * d / 2, sd = d - d * d * d / 6;
-            const Real c = cs[k] * cd - sn[k] * sd;
-            sn[k] = sn[k] * cd + cs[k] * sd;
-            cs[k] = c;
-          }
-        } else {
-          for (int k = 0; k < K; k++) {
-            cs[k] = std::cos(x * freq[k]);
-            sn[k] = std::sin(x * freq[k]);
-          }
-        }
-        Real basis[kMaxBasis];
-        Real *db = &s.db[t * K];
-        for (int k = 0; k < K; k++) {
-          basis[k] = cs[k] * fc;
-          db[k] = -freq[k] / rc * sn[k] * fc + cs[k] * dfc_dr;
-        }
-        // The radial coefficients depend on the edge only through the neighbour's species: sum the
-        // basis per species first, contract once per atom.
-        Real *B = &s.basis_sum[(pair - si * S) * K];
-        for (int k = 0; k < K; k++) B[k] += basis[k];
-        if (L > 0) {
-          // Channel-fastest layouts: h[c], AT[k][c], M[m][c], T[m][c].
-          const Real *AT = angular_t + pair * Ca * K;
-          Real *h = &s.h[t * Ca];
-          Real *Y = &s.Y[t * nY];
-          harmonics(u, L, Y);
-          for (int c = 0; c < Ca; c++) h[c] = 0;
-          for (int k = 0; k < K; k++) {
-            const Real bk = basis[k];
-            const Real *ATk = AT + k * Ca;
-            SI_SIMD for (int c = 0; c < Ca; c++) h[c] += bk * ATk[c];
-          }
-          Real *M = s.M.data();
-          for (int m = 0; m < nY; m++) {
-            const Real ym = Y[m];
-            Real *Mm = M + m * Ca;
-            SI_SIMD for (int c = 0; c < Ca; c++) Mm[c] += ym * h[c];
-          }
-        }
-        // Core repulsion 0.5 A (R/r^2 - 1)^3 below r = sqrt(R): its gradient is a multiple of v.
-        s.core[t] = 0;
-        const Real R = core_r2[pair];
-        const Real ratio = R / r2;
-        if (ratio > 1) {
-          const Real excess = ratio - 1;
-          core_energy += 0.5 * static_cast<double>(core_a) * static_cast<double>(excess * excess * excess);
-          s.core[t] = -3 * core_a * excess * excess * R / (r2 * r2);
-        }
-      }
-
-      // Descriptors and their standardisation.
-      for (int c = 0; c < Cr; c++) s.q[c] = 0;
-      for (int sj = 0; sj < S; sj++) {
-        const Real *C = radial_coeff + (si * S + sj) * Cr * K;
-        const Real *B = &s.basis_sum[sj * K];
-        for (int c = 0; c < Cr; c++) {
-          Real acc = 0;
-          SI_SIMD_SUM(acc) for (int k = 0; k < K; k++) acc += C[c * K + k] * B[k];
-          s.q[c] += acc;
-        }
-      }
-      for (int l = 1; l <= L; l++) {
-        Real *ql = &s.q[Cr + (l - 1) * Ca];
-        for (int c = 0; c < Ca; c++) ql[c] = 0;
-        for (int m = harmonic_offset(l); m < harmonic_offset(l + 1); m++) {
-          const Real *Mm = &s.M[m * Ca];
-          SI_SIMD for (int c = 0; c < Ca; c++) ql[c] += Mm[c] * Mm[c];
-        }
-      }
-      for (int d = 0; d < D; d++) hidden[d] = (s.q[d] - mean[d]) / stdev[d];
-
-      // Per-species MLP, silu between layers; pre-activations kept for the backward pass.
-      Real out = 0;
-      for (int k = 0; k < n_layers; k++) {
-        const int in = p_.widths[k], width = p_.widths[k + 1];
-        const Real *W = weight[k] + si * in * width;
-        const Real *b = bias[k] + si * width;
-        for (int o = 0; o < width; o++) next[o] = b[o];
-        for (int a = 0; a < in; a++) {
-          const Real ha = hidden[a];
-          const Real *Wa = W + a * width;
-          Real *nx = next.data();
-          SI_SIMD for (int o = 0; o < width; o++) nx[o] += ha * Wa[o];
-        }
-        if (k + 1 < n_layers) {
-          // silu'(a) = sig(a) (1 + a (1 - sig(a))), kept for the backward pass.
-          Real *dsilu = &s.act[k * max_width];
-          for (int o = 0; o < width; o++) {
-            const Real a = next[o];
-            const Real sig = 1 / (1 + std::exp(-a));
-            hidden[o] = a * sig;
-            dsilu[o] = sig * (1 + a * (1 - sig));
-          }
-        } else {
-          out = next[0];
-        }
-      }
-      atom_energy[i] = p_.energy_shift[si] + static_cast<double>(scale) * static_cast<double>(out) + core_energy;
-
-      // Backward through the MLP: grad_a holds dE/d(layer output), ending as dE/d(standardised q).
-      s.grad_a[0] = scale;
-      for (int k = n_layers - 1; k >= 0; k--) {
-        const int in = p_.widths[k], width = p_.widths[k + 1];
-        const Real *W = weight[k] + si * in * width;
-        for (int a = 0; a < in; a++) {
-          const Real *Wa = W + a * width;
-          const Real *ga = s.grad_a.data();
-          Real acc = 0;
-          SI_SIMD_SUM(acc) for (int o = 0; o < width; o++) acc += Wa[o] * ga[o];
-          s.grad_b[a] = acc;
-        }
-        if (k > 0) {
-          const Real *dsilu = &s.act[(k - 1) * max_width];
-          for (int a = 0; a < in; a++) s.grad_b[a] *= dsilu[a];
-        }
-        std::swap(s.grad_a, s.grad_b);
-      }
-      Real *G = s.grad_a.data();  // dE/dq after the division by the standard deviation
-      for (int d = 0; d < D; d++) G[d] /= stdev[d];
-      for (int l = 1; l <= L; l++) {
-        const Real *Gl = G + Cr + (l - 1) * Ca;
-        for (int m = harmonic_offset(l); m < harmonic_offset(l + 1); m++)
-          for (int c = 0; c < Ca; c++) s.T[m * Ca + c] = 2 * Gl[c] * s.M[m * Ca + c];
-      }
-
-      // dE/d(basis) through the radial descriptors, once per neighbour species.
-      for (int sj = 0; sj < S; sj++) {
-        const Real *C = radial_coeff + (si * S + sj) * Cr * K;
-        Real *Wr = &s.radial_w[sj * K];
-        for (int k = 0; k < K; k++) Wr[k] = 0;
-        for (int c = 0; c < Cr; c++) {
-          const Real g = G[c];
-          const Real *Cc = C + c * K;
-          SI_SIMD for (int k = 0; k < K; k++) Wr[k] += g * Cc[k];
-        }
-      }
-
-      // Backward per edge: through h and Y (angular), the radial sums and the basis.
-      for (int64_t t = 0; t < n; t++) {
-        const int64_t e = edge_order ? edge_order[begin + t] : begin + t;
-        const int64_t pair = s.pair[t];
-        const Real *Wr = &s.radial_w[(pair - si * S) * K];
-        for (int k = 0; k < K; k++) s.w[k] = Wr[k];
-        const Real *u = &s.u[3 * t];
-        const Real r = s.r[t];
-        Real gY[3] = {0, 0, 0};
-        if (L > 0) {
-          const Real *A = angular_coeff + pair * Ca * K;
-          const Real *h = &s.h[t * Ca];
-          const Real *Y = &s.Y[t * nY];
-          Real *dh = s.dEdh.data();
-          for (int c = 0; c < Ca; c++) dh[c] = 0;
-          for (int m = 0; m < nY; m++) {
-            const Real *Tm = &s.T[m * Ca];
-            const Real ym = Y[m];
-            Real acc = 0;
-            SI_SIMD_SUM(acc) for (int c = 0; c < Ca; c++) {
-              dh[c] += ym * Tm[c];
-              acc += Tm[c] * h[c];
-            }
-            s.dEdY[m] = acc;
-          }
-          Real *w = s.w.data();
-          for (int c = 0; c < Ca; c++) {
-            const Real dhc = dh[c];
-            const Real *Ac = A + c * K;
-            SI_SIMD for (int k = 0; k < K; k++) w[k] += dhc * Ac[k];
-          }
-          harmonics_grad(u, L, s.dEdY.data(), gY);
-        }
-        const Real *db = &s.db[t * K];
-        Real dEdr = 0;
-        for (int k = 0; k < K; k++) dEdr += s.w[k] * db[k];
-        const Real gu = gY[0] * u[0] + gY[1] * u[1] + gY[2] * u[2];
-        const Real core = s.core[t];
-        for (int a = 0; a < 3; a++)
-          edge_grad[3 * e + a] = static_cast<double>(dEdr * u[a] + (gY[a] - gu * u[a]) / r + core * r * u[a]);
-      }
-    }
+    if (avx2)
+      atoms_avx2<Real, kCa, kK, kL>(p_, pass);
+    else
+      atoms<Real, kCa, kK, kL>(p_, pass);
   }
 }
 
+// phase: other
 #define SI_INSTANTIATE(Real, ca, k, l)                                                                   \
   template void SprinterKernel::compute_impl<Real, ca, k, l>(const double *, const int64_t *, const int64_t *, \
                                                              int64_t, const int64_t *, int64_t, int64_t,       \
