@@ -105,10 +105,10 @@ printf "%s\n" "units metal" "atom_style atomic" "read_data d.data" "pair_style s
 mpirun -np 2 lmp -k on t 1 -sf kk -in in.kk | tee out.kk
 grep -q "Loop time of .* on 2 procs for 20 steps with 216 atoms" out.kk
 grep -q "pair superionic/kk: model" out.kk' || { say "FAILED: Kokkos run"; exit 1; }
-say "short superionic md inside the image (LGPS, reference model, 2 ranks, 300 steps)"
+say "short superionic md inside the image (LGPS 2x2x1, 200 atoms, reference model, 2 ranks, 300 steps)"
 run 'set -e; cd /tmp && superionic export-reference -o ref.pt && python -c "
 from superionic.data.materials import build_structure
-build_structure(\"LGPS\", seed=0, supercell=(1, 1, 2)).write(\"lgps.extxyz\")" &&
+build_structure(\"LGPS\", seed=0, supercell=(2, 2, 1)).write(\"lgps.extxyz\")" &&
 superionic md lgps.extxyz ref.pt -T 600 --steps 300 --eq-steps 100 --dump-every 20 --np 2 -o md &&
 ls -l md/*/traj.h5' || { say "FAILED: superionic md"; exit 1; }
 say "PASSED: image built and tested in $((SECONDS - start)) s"
