@@ -37,6 +37,7 @@ from superionic.studies.transport_score import (
     describe_d,
     export_checkpoint,
     score_transport,
+    transport_disagrees,
 )
 from superionic.train.config import ConfigError, TrainConfig
 from superionic.train.trainer import Trainer
@@ -159,10 +160,7 @@ def _verdict(rows: Sequence[FidelityRow], gap: LabelGap) -> str:
     else:
         rmse_says = f"calls the two models equally good ({ratio:.2f}× the force RMSE)"
 
-    def transport_ok(row: FidelityRow) -> bool:
-        return all(ok is not False for ok in row.transport.D_inside_reference_ci95)
-
-    high_ok, low_ok = transport_ok(high), transport_ok(low)
+    high_ok, low_ok = not transport_disagrees(high.transport), not transport_disagrees(low.transport)
     ea = low.transport.Ea_difference_eV
     ea_text = f", ΔEa {ea:+.3f} eV" if ea is not None else ""
     transport_says = (

@@ -137,12 +137,26 @@ def score_transport(
     )
 
 
+def d_verdict(row: TransportRow, temperature_K: float) -> str | None:
+    """The ``validate`` verdict on D at one temperature ("agree", "disagree", "undetermined: ...")."""
+    for v in row.verdicts:
+        if v["quantity"].startswith("D_") and v["temperature_K"] == temperature_K:
+            return v["label"]
+    return None
+
+
+def transport_disagrees(row: TransportRow) -> bool:
+    """True when ``validate`` found D different from the teacher's at some temperature (95 %)."""
+    return any(d_verdict(row, t) == "disagree" for t in row.temperatures_K)
+
+
 def describe_d(row: TransportRow) -> str:
-    """E.g. ``1200 K 1.07× (inside), 1500 K 0.95× (inside)``: D against the reference per temperature."""
+    """E.g. ``1200 K 1.07× (agree; inside the teacher's 95 %)``: D against the teacher per temperature."""
     parts = []
     for t, r, ok in zip(row.temperatures_K, row.D_ratio, row.D_inside_reference_ci95, strict=True):
         if r is None:
             parts.append(f"{t:g} K no D")
         else:
-            parts.append(f"{t:g} K {r:.2f}× ({'inside' if ok else 'outside'} the reference's 95 %)")
+            where = "inside" if ok else "outside"
+            parts.append(f"{t:g} K {r:.2f}× ({d_verdict(row, t)}; {where} the teacher's 95 %)")
     return ", ".join(parts)
