@@ -85,6 +85,16 @@ def test_two_sprinters_compared_on_errors_transport_and_cost(tmp_path: Path) -> 
     # A rerun reuses the finished rows.
     again = architecture_study(configs, [REFERENCE], cell, tmp_path / "study", production_ps=2.0)
     assert again.rows == result.rows
+    # A run killed after a model's training (its row not yet written) reuses that training.
+    checkpoint = Path(b.model).parent / "train" / "best.ckpt"
+    stamp = checkpoint.stat().st_mtime_ns
+    (Path(b.model).parent / "row.json").unlink()
+    resumed = architecture_study(
+        configs, [REFERENCE], cell, tmp_path / "study", production_ps=2.0, timing_steps=10
+    )
+    assert checkpoint.stat().st_mtime_ns == stamp
+    assert resumed.rows[1].val_force_rmse_eV_per_A == b.val_force_rmse_eV_per_A
+    assert resumed.rows[1].train_wall_s == b.train_wall_s and resumed.rows[1].speed.steps == 10
 
 
 def test_configs_with_different_data_are_refused(tmp_path: Path) -> None:

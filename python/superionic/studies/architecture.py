@@ -29,7 +29,7 @@ from superionic.studies.transport_score import (
 )
 from superionic.train.checkpoint import model_from_checkpoint
 from superionic.train.config import ConfigError, TrainConfig
-from superionic.train.trainer import Trainer
+from superionic.train.trainer import Trainer, TrainResult
 from superionic.validation.statistics import log_sigma
 
 
@@ -108,6 +108,15 @@ def verdict(rows: Sequence[ArchitectureRow]) -> str:
     return " ".join(sentences)
 
 
+def _finished_training(directory: Path) -> TrainResult | None:
+    """The result of a training that finished in an earlier run (its metrics.json is written last)."""
+    metrics = directory / "metrics.json"
+    if not metrics.exists():
+        return None
+    result = TrainResult(**json.loads(metrics.read_text()))
+    return result if Path(result.checkpoint).exists() else None
+
+
 def architecture_study(
     configs: Sequence[tuple[str, TrainConfig]],
     references: Sequence[str | Path],
@@ -136,10 +145,12 @@ def architecture_study(
             saved["transport"] = TransportRow(**saved["transport"])
             rows.append(ArchitectureRow(**saved))
             continue
-        on_stage(f"train {name}")
-        run = copy.deepcopy(config)
-        run.output = str(out / name / "train")
-        trained = Trainer(run, overwrite=True).run()
+        trained = _finished_training(out / name / "train")
+        if trained is None:
+            on_stage(f"train {name}")
+            run = copy.deepcopy(config)
+            run.output = str(out / name / "train")
+            trained = Trainer(run, overwrite=True).run()
         model = export_checkpoint(trained.checkpoint, out / name / "model.pt")
         parameters = sum(p.numel() for p in model_from_checkpoint(trained.checkpoint)[0].parameters())
         on_stage(f"time {name} in LAMMPS")
