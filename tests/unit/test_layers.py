@@ -25,8 +25,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # models/assemble.py turns contract outputs (atom energies, edge gradients) into forces and stress.
     ("models", ("superionic.models",)),
     ("train", ("superionic.train",)),
-    # calculator.py evaluates exported files (and checkpoints) in Python: the export layer.
-    ("export", ("superionic.export", "superionic.calculator")),
+    # calculator.py evaluates exported files (and checkpoints) in Python, nequip_export.py writes
+    # pair_allegro packages: the export layer.
+    ("export", ("superionic.export", "superionic.nequip_export", "superionic.calculator")),
     ("md", ("superionic.md",)),
     ("analysis", ("superionic.analysis",)),
     # validation/metrics.py scores a model on labelled data (metrics + parity plot): a validation job.
