@@ -600,6 +600,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     study = verbs.add_parser("study", help="the guideline studies (docs/science.md)")
     studies = study.add_subparsers(dest="study", required=True)
+    from superionic.studies.commands import (
+        add_architecture_command,
+        add_data_quality_command,
+        add_locality_command,
+        add_model_md_options,
+    )
+
     size = studies.add_parser("data-size", help="learning curve: validation errors against training frames")
     size.add_argument("config", type=Path, help="a training config (superionic train)")
     size.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 400])
@@ -608,15 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="teacher MD (one file per temperature): also judge every size on D and Ea (superionic validate)",
     )
-    size.add_argument("--production-ps", type=float, help="model MD production (default: the reference's)")
-    size.add_argument("--parallel", type=int, default=1, help="model MD temperatures run side by side")
+    add_model_md_options(size)
     size.add_argument("-o", "--output", default="runs/study_data_size")
     size.set_defaults(func=cmd_study_data_size)
-    from superionic.studies.commands import (
-        add_architecture_command,
-        add_data_quality_command,
-        add_locality_command,
-    )
 
     add_locality_command(studies)
     add_data_quality_command(studies)

@@ -116,6 +116,14 @@ def cmd_study_locality(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_model_md_options(parser: argparse.ArgumentParser) -> None:
+    """The model MD that every transport-judging study runs against the teacher's trajectories."""
+    parser.add_argument(
+        "--production-ps", type=float, help="model MD production per temperature (default: the reference's)"
+    )
+    parser.add_argument("--parallel", type=int, default=1, help="model MD temperatures run side by side")
+
+
 def add_data_quality_command(studies: argparse._SubParsersAction) -> None:
     quality = studies.add_parser(
         "data-quality",
@@ -137,10 +145,7 @@ def add_data_quality_command(studies: argparse._SubParsersAction) -> None:
         required=True,
         help="high-fidelity teacher MD (one file per temperature; FILE@T when no summary JSON gives T)",
     )
-    quality.add_argument(
-        "--production-ps", type=float, help="model MD production per temperature (default: the reference's)"
-    )
-    quality.add_argument("--parallel", type=int, default=1, help="model MD temperatures run side by side")
+    add_model_md_options(quality)
     quality.add_argument("-o", "--output", type=Path, default=Path("runs/study_data_quality"))
     quality.set_defaults(func=cmd_study_data_quality)
 
@@ -219,10 +224,7 @@ def add_architecture_command(studies: argparse._SubParsersAction) -> None:
         help="the cell the MD cost is timed on: the first reference's first frame, repeated",
     )
     arch.add_argument("--timing-steps", type=int, default=200, help="timed NVE steps per model")
-    arch.add_argument(
-        "--production-ps", type=float, help="model MD production per temperature (default: the reference's)"
-    )
-    arch.add_argument("--parallel", type=int, default=1, help="model MD temperatures run side by side")
+    add_model_md_options(arch)
     arch.add_argument("-o", "--output", type=Path, default=Path("runs/study_architecture"))
     arch.set_defaults(func=cmd_study_architecture)
 
@@ -232,13 +234,13 @@ def cmd_study_architecture(args: argparse.Namespace) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from superionic.studies.architecture import architecture_study
-    from superionic.studies.transport_score import check_references
+    from superionic.studies.transport_score import check_references, reference_path
     from superionic.train.config import load_config
     from superionic.validation.errors import ValidationError
 
     configs = [(path.stem, load_config(path)) for path in args.configs]
     check_references(args.reference)
-    first = args.reference[0].rpartition("@")[0] if "@" in args.reference[0] else args.reference[0]
+    first = reference_path(args.reference[0])
     try:
         cell = read(first, index=0).repeat(tuple(args.timing_repeat))
     except Exception as err:  # ase raises many types for an unreadable file

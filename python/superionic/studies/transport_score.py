@@ -43,13 +43,18 @@ class TransportRow:
     validation_json: str = ""
 
 
+def reference_path(text: str | Path) -> Path:
+    """The file of a ``--reference`` value: ``FILE`` or ``FILE@T``."""
+    text = str(text)
+    return Path(text.rpartition("@")[0] if "@" in text else text)
+
+
 def check_references(references: Sequence[str | Path]) -> None:
     """Before hours of labelling and training: every reference file exists (FILE or FILE@T)."""
     if not references:
         raise ValidationError("--reference: give at least one teacher MD trajectory (one per temperature)")
     for text in map(str, references):
-        path = text.rpartition("@")[0] if "@" in text else text
-        if not Path(path).is_file():
+        if not reference_path(text).is_file():
             raise ValidationError(
                 f"--reference {text}: no such file; give the teacher's MD trajectory "
                 "(superionic data reference-md)"
