@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import tempfile
 from dataclasses import asdict, dataclass
@@ -31,15 +30,12 @@ from superionic.data.materials import build_structure
 from superionic.export import export_model
 from superionic.md.lammps_data import write_lammps_data
 from superionic.md.runner import run_lammps
+from superionic.md.speed import CPU_RE, LOOP_RE
 from superionic.models.sprinter import Sprinter
 
 MEMBERS = 4
 WARMUP_STEPS = 10
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "committee_cost.json"
-LOOP_RE = re.compile(r"^Loop time of (\S+) on (\d+) procs for (\d+) steps with (\d+) atoms", re.MULTILINE)
-# The share of the loop's wall time the process had a CPU: on a shared machine, wall time also
-# counts other jobs, so the CPU-time figure is the one that measures this code.
-CPU_RE = re.compile(r"^(\S+)% CPU use with", re.MULTILINE)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from superionic.data.examples import jittered_lattice
 from superionic.export import export_model
 from superionic.md.lammps_data import write_lammps_data
 from superionic.md.runner import run_lammps
+from superionic.md.speed import LOOP_RE
 from superionic.models import ReferencePotential
 
 SPECIES = ["Li", "Ge", "P", "S"]
@@ -44,8 +45,6 @@ LJ_PAIR = "pair_style lj/cut 5.0\npair_coeff * * 0.01 2.3"
 MODEL_PAIR = f"pair_style superionic\npair_coeff * * model.pt {' '.join(SPECIES)}"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "dump_speed.json"
 
-# LAMMPS prints one of these per `run`; the last one belongs to the timed run.
-LOOP_RE = re.compile(r"^Loop time of (\S+) on (\d+) procs for (\d+) steps with (\d+) atoms", re.MULTILINE)
 # Rows of the timing breakdown that follows it: section | min | avg | max time.
 SECTION_RE = re.compile(r"^(Output|Modify)\s*\|\s*\S+\s*\|\s*\S+\s*\|\s*(\S+)", re.MULTILINE)
 

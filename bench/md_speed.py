@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from superionic.data.examples import jittered_lattice
 from superionic.export import export_model
 from superionic.md.lammps_data import write_lammps_data
 from superionic.md.runner import run_lammps
+from superionic.md.speed import LOOP_RE
 from superionic.models import ReferencePotential
 
 SPECIES = ["Li", "Ge", "P", "S"]
@@ -33,9 +33,6 @@ RANKS = (1, 2)
 WARMUP_STEPS = 10
 LJ_NAME = "lj/cut 5.0"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "md_speed.json"
-
-# LAMMPS prints one of these per `run`; the last one belongs to the timed run.
-LOOP_RE = re.compile(r"^Loop time of (\S+) on (\d+) procs for (\d+) steps with (\d+) atoms", re.MULTILINE)
 
 
 @dataclass(frozen=True)

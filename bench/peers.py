@@ -47,6 +47,7 @@ from superionic import __version__
 from superionic.export import export_model
 from superionic.md.lammps_data import write_lammps_data
 from superionic.md.runner import lammps_command
+from superionic.md.speed import LOOP_RE
 from superionic.models.build import build_model
 from superionic.models.config import ModelConfig
 
@@ -57,7 +58,6 @@ CALORINE = "calorine==4.1"
 REPEATS = {200: (1, 1, 1), 3200: (2, 2, 4), 25600: (4, 4, 8)}
 WARMUP_STEPS = 5
 
-LOOP_RE = re.compile(r"^Loop time of (\S+) on (\d+) procs for (\d+) steps with (\d+) atoms", re.MULTILINE)
 CPU_RE = re.compile(r"^(\S+)% CPU use with (\d+) MPI tasks x (\d+) OpenMP threads", re.MULTILINE)
 
 

@@ -19,6 +19,7 @@ from ase import Atoms
 from superionic.md.lammps_data import write_lammps_data
 from superionic.md.runner import LammpsError, run_lammps
 
+# One "Loop time" line per `run`: the last belongs to the timed run (the benchmarks in bench/ share these).
 LOOP_RE = re.compile(r"^Loop time of (\S+) on (\d+) procs for (\d+) steps with (\d+) atoms", re.MULTILINE)
 CPU_RE = re.compile(r"^(\S+)% CPU use with", re.MULTILINE)
 
