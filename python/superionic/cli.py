@@ -221,6 +221,7 @@ def cmd_md(args: argparse.Namespace) -> int:
         devi_every=args.devi_every,
         devi_threshold=args.devi_threshold,
         devi_stop=args.devi_stop,
+        backend=args.backend,
     )
     columns = (
         TextColumn("{task.description}"),
@@ -414,7 +415,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from superionic.demo import DemoSettings, run_demo
 
-    settings = DemoSettings(workdir=args.workdir, epochs=args.epochs, md_steps=args.md_steps, nprocs=args.np)
+    settings = DemoSettings(
+        workdir=args.workdir, epochs=args.epochs, md_steps=args.md_steps, nprocs=args.np, backend=args.backend
+    )
     columns = (
         TextColumn("{task.description:<28}"),
         BarColumn(),
@@ -589,6 +592,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--devi-threshold", type=float, help="eV/Å: report the fraction of steps above it; LAMMPS warns"
     )
     md.add_argument("--devi-stop", type=float, help="eV/Å: stop the run cleanly above this deviation")
+    md.add_argument(
+        "--backend",
+        choices=("auto", "native", "torch"),
+        default="auto",
+        help="pair_style superionic backend: auto (the native kernel for sprinters), native, or torch",
+    )
     add_structure_options(md)
     md.add_argument("--ordering-seed", type=int, default=0, help="seed of the partial-occupancy ordering")
     md.add_argument(
@@ -664,6 +673,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--md-steps", type=int, default=51_000, help="MD steps per temperature (2 fs; 2 + 100 ps)"
     )
     demo.add_argument("--np", type=int, default=1, help="MPI ranks for LAMMPS")
+    demo.add_argument(
+        "--backend",
+        choices=("auto", "native", "torch"),
+        default="auto",
+        help="pair_style superionic backend (torch: the TorchScript path, for a before/after timing)",
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -97,6 +97,7 @@ class DemoSettings:
     nprocs: int = 1  # a 50-atom cell gains nothing from a domain split ...
     parallel: int = 2  # ... so the two cores run two temperatures side by side
     seed: int = 0
+    backend: str = "auto"  # pair_style superionic backend; "torch" times the path before the kernel
 
 
 def reference_cell(supercell: tuple[int, int, int] = (1, 1, 1)) -> Atoms:
@@ -201,6 +202,7 @@ def run_demo(
             # The labeller's reference runs use this 50-atom cell (8.7 Å wide, less than twice the
             # 5 Å cutoff); the comparison needs the very same cell, finite-size effects included.
             allow_small_cell=True,
+            backend=settings.backend,
         ),
         on_step=on_md,
     )

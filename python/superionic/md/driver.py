@@ -72,6 +72,9 @@ class MdConfig:
     devi_every: int = 10
     devi_threshold: float | None = None  # eV/Å: the "uncertain" line (fraction above it; devi_warn)
     devi_stop: float | None = None  # eV/Å: stop the run cleanly above it
+    # pair_style superionic's backend: auto (the native kernel for sprinters), native, or torch
+    # (TorchScript/AOTInductor: the path before the kernel, kept to compare and to cross-check).
+    backend: str = "auto"
 
 
 @dataclass
@@ -340,17 +343,19 @@ def _run_one(
     if fix_args:
         variables["charge_args"] = " ".join(fix_args)
     follower = None
+    pair_args = "" if config.backend == "auto" else f"backend {config.backend}"
     if committee:
-        pair_args = f"committee {len(members)} devi_every {config.devi_every} devi_file {DEVI_FILE}"
+        pair_args += f" committee {len(members)} devi_every {config.devi_every} devi_file {DEVI_FILE}"
         if config.devi_threshold is not None:
             pair_args += f" devi_warn {config.devi_threshold:g}"
         if config.devi_stop is not None:
             pair_args += f" devi_stop {config.devi_stop:g}"
-        variables["pair_args"] = pair_args
         variables["committee"] = "1"
         from superionic.md.committee import DeviFollower
 
         follower = DeviFollower(directory / DEVI_FILE, config.devi_threshold)
+    if pair_args:
+        variables["pair_args"] = pair_args.strip()
     # A thermo row: step time temp pe ke etotal press vol, and with a committee c_devi[1] c_devi[2].
     thermo_words = 10 if committee else 8
 
