@@ -126,6 +126,12 @@ def test_committee_md_series_equals_python_deviation(tmp_path: Path, setup) -> N
     assert block["max_devi_f_max"] == table["max_devi_f"].max()
     assert block["max_devi_f_mean"] == pytest.approx(table["max_devi_f"].mean(), rel=1e-12)
     assert block["stopped_at_step"] is None and block["series"] == "model_devi.csv"
+    # ... and under "production", the same statistics over the trajectory's steps only.
+    production = table[table["step"] >= EQ_STEPS]
+    part = block["production"]
+    assert part["from_step"] == EQ_STEPS and part["deviation_steps"] == len(production) < len(table)
+    assert part["fraction_above_threshold"] == float(np.mean(production["max_devi_f"] > THRESHOLD))
+    assert part["max_devi_f_max"] == production["max_devi_f"].max()
     # The progress line was fed from the file while LAMMPS wrote it.
     assert len(seen) >= 2 and seen[-1].step == STEPS and seen[-1].fraction_above_threshold == fraction
     for d in seen:

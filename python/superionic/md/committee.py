@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -243,15 +243,28 @@ class DeviFollower:
         return sum(v > self.threshold for v in self.maxima.values()) / len(self.maxima)
 
 
-def summary(series: DeviSeries, threshold: float | None) -> dict[str, float | int | None]:
-    """The statistics each temperature's JSON reports."""
-    finite = series.max_devi_f[np.isfinite(series.max_devi_f)]
-    return {
-        "deviation_steps": len(series),
-        "max_devi_f_max": float(finite.max()) if len(finite) else None,
-        "max_devi_f_mean": float(finite.mean()) if len(finite) else None,
-        "fraction_above_threshold": series.fraction_above(threshold),
-    }
+def summary(
+    series: DeviSeries, threshold: float | None, production_from: int | None = None
+) -> dict[str, object]:
+    """The statistics each temperature's JSON reports: over every deviation step, and under
+    ``production`` over the steps from ``production_from`` on (the trajectory's part; equilibration
+    starts from the unrelaxed structure and can hold the run's largest deviations)."""
+
+    def stats(rows: DeviSeries) -> dict[str, float | int | None]:
+        finite = rows.max_devi_f[np.isfinite(rows.max_devi_f)]
+        return {
+            "deviation_steps": len(rows),
+            "max_devi_f_max": float(finite.max()) if len(finite) else None,
+            "max_devi_f_mean": float(finite.mean()) if len(finite) else None,
+            "fraction_above_threshold": rows.fraction_above(threshold),
+        }
+
+    block: dict[str, object] = dict(stats(series))
+    if production_from is not None:
+        keep = series.step >= production_from
+        part = DeviSeries(*(getattr(series, f.name)[keep] for f in fields(DeviSeries)))
+        block["production"] = {"from_step": int(production_from), **stats(part)}
+    return block
 
 
 __all__ = [

@@ -427,6 +427,6 @@ def _committee_block(config: MdConfig, members: Sequence[Path], directory: Path,
         "threshold": config.devi_threshold,
         "devi_stop": config.devi_stop,
         "series": DEVI_CSV,
-        **summary(series, config.devi_threshold),
+        **summary(series, config.devi_threshold, production_from=config.eq_steps),
         "stopped_at_step": stopped_at,
     }
