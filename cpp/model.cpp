@@ -5,6 +5,11 @@
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/script.h>
 #include <torch/torch.h>
+#ifdef SUPERIONIC_TORCH_CUDA
+// Only with a CUDA torch (CMake defines it): the model then runs on the caller's CUDA stream.
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 #include <cmath>
 #include <fstream>
@@ -164,6 +169,7 @@ struct Model::Impl {
   std::string kernel_note = "the native kernel implements sprinter models only";
   std::string weights_digest;  // .pt2: kWeightsDigestKey of the compiled metadata, if any
   std::unique_ptr<NequipModel> nequip;  // *.nequip.pt2: an Allegro model behind the same contract
+  torch::Tensor energy_out, grad_out;   // the last evaluate()'s outputs, which it hands out by pointer
 
   void attach_native_kernel() {
     if (meta.model_kind != "sprinter") return;
@@ -263,37 +269,78 @@ std::string Model::device() const { return impl_->device.str(); }
 void Model::compute(const double *edge_vec, const int64_t *edge_src, const int64_t *edge_dst,
                     int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_local,
                     double *atom_energy, double *edge_grad) {
-  if (impl_->nequip) {
-    impl_->nequip->compute(edge_vec, edge_src, edge_dst, n_edges, species, n_atoms, n_local, atom_energy, edge_grad);
-    return;
-  }
+  ModelOutputs out = evaluate({edge_vec, edge_src, edge_dst, n_edges, species, n_atoms, n_local}, ArraySpace{});
+  std::copy(out.atom_energy, out.atom_energy + n_local, atom_energy);
+  std::copy(out.edge_grad, out.edge_grad + 3 * n_edges, edge_grad);
+}
+
+ModelOutputs Model::evaluate(const EdgeGraph &graph, const ArraySpace &space) {
+  Impl &m = *impl_;
+  const bool on_gpu = space.kind == ArraySpace::Kind::Gpu;
   try {
-    auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
-    auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-    // from_blob borrows the caller's memory; .to() copies only when dtype or device differ.
-    auto vec = torch::from_blob(const_cast<double *>(edge_vec), {n_edges, 3}, f64)
-                   .to(impl_->device, impl_->dtype);
-    auto src = torch::from_blob(const_cast<int64_t *>(edge_src), {n_edges}, i64).to(impl_->device);
-    auto dst = torch::from_blob(const_cast<int64_t *>(edge_dst), {n_edges}, i64).to(impl_->device);
-    auto spc = torch::from_blob(const_cast<int64_t *>(species), {n_atoms}, i64).to(impl_->device);
-    auto nloc = torch::full({}, n_local, i64).to(impl_->device);
-    auto out = impl_->run({vec, src, dst, spc, nloc});
-    auto energy = out[0].to(torch::kCPU, torch::kFloat64).contiguous();
-    auto grad = out[1].to(torch::kCPU, torch::kFloat64).contiguous();
-    if (energy.numel() != n_local || grad.numel() != 3 * n_edges)
+    const torch::Device where =
+        on_gpu ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(space.device)) : torch::Device(torch::kCPU);
+#ifdef SUPERIONIC_TORCH_CUDA
+    // Every torch kernel below, the model's included, queues behind the caller's work on its stream,
+    // and the caller's next kernels queue behind them: no host synchronisation either way.
+    std::optional<c10::cuda::CUDAStreamGuard> on_caller_stream;
+    if (on_gpu && space.cuda_stream)
+      on_caller_stream.emplace(
+          c10::cuda::getStreamFromExternal(static_cast<cudaStream_t>(space.cuda_stream), where.index()));
+#else
+    if (on_gpu && space.cuda_stream)
+      throw ModelError("this superionic was built against a torch without CUDA headers, so it cannot run on a CUDA "
+                       "stream; rebuild it against the CUDA torch wheel");
+#endif
+    auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(where);
+    auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(where);
+    // from_blob borrows the caller's memory on its device; .to() copies only when the model's device
+    // or dtype differ from the arrays'.
+    auto vec = torch::from_blob(const_cast<double *>(graph.edge_vec), {graph.n_edges, 3}, f64);
+    auto src = torch::from_blob(const_cast<int64_t *>(graph.edge_src), {graph.n_edges}, i64);
+    auto dst = torch::from_blob(const_cast<int64_t *>(graph.edge_dst), {graph.n_edges}, i64);
+    auto spc = torch::from_blob(const_cast<int64_t *>(graph.species), {graph.n_atoms}, i64);
+    torch::Tensor energy, grad;
+    if (m.nequip) {
+      // nequip_model.cpp builds pair_allegro's inputs on the host, so device arrays pass through it.
+      auto host = [](const torch::Tensor &t) { return t.to(torch::kCPU).contiguous(); };
+      auto h_vec = host(vec), h_src = host(src), h_dst = host(dst), h_spc = host(spc);
+      energy = torch::empty({graph.n_local}, torch::TensorOptions().dtype(torch::kFloat64));
+      grad = torch::empty({graph.n_edges, 3}, torch::TensorOptions().dtype(torch::kFloat64));
+      m.nequip->compute(h_vec.data_ptr<double>(), h_src.data_ptr<int64_t>(), h_dst.data_ptr<int64_t>(),
+                        graph.n_edges, h_spc.data_ptr<int64_t>(), graph.n_atoms, graph.n_local,
+                        energy.data_ptr<double>(), grad.data_ptr<double>());
+    } else {
+      auto nloc = torch::full({}, graph.n_local, torch::TensorOptions().dtype(torch::kInt64).device(m.device));
+      auto out = m.run({vec.to(m.device, m.dtype), src.to(m.device), dst.to(m.device), spc.to(m.device), nloc});
+      energy = out[0];
+      grad = out[1];
+    }
+    if (energy.numel() != graph.n_local || grad.numel() != 3 * graph.n_edges)
       throw ModelError("model returned " + std::to_string(energy.numel()) + " atom energies and " +
                        std::to_string(grad.numel() / 3) + " edge gradients, expected " +
-                       std::to_string(n_local) + " and " + std::to_string(n_edges));
-    std::copy(energy.data_ptr<double>(), energy.data_ptr<double>() + n_local, atom_energy);
-    std::copy(grad.data_ptr<double>(), grad.data_ptr<double>() + 3 * n_edges, edge_grad);
+                       std::to_string(graph.n_local) + " and " + std::to_string(graph.n_edges));
+    // No copy for a float64 model on the arrays' device: the outputs are the model's own tensors.
+    m.energy_out = energy.to(where, torch::kFloat64).contiguous();
+    m.grad_out = grad.to(where, torch::kFloat64).contiguous();
+    if (on_gpu && !space.cuda_stream) torch::cuda::synchronize(space.device);
+    return {m.energy_out.data_ptr<double>(), m.grad_out.data_ptr<double>()};
   } catch (const ModelError &) {
     throw;
   } catch (const std::exception &e) {
-    throw ModelError("model '" + impl_->path + "' failed: " + torch_message(e));
+    throw ModelError("model '" + m.path + "' failed: " + torch_message(e));
   }
 }
 
 int Model::cuda_device_count() { return static_cast<int>(torch::cuda::device_count()); }
+
+bool Model::shares_cuda_streams() {
+#ifdef SUPERIONIC_TORCH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
 
 void Model::set_num_threads(int n) {
   if (n > 0) torch::set_num_threads(n);

@@ -37,7 +37,9 @@ class PairSuperionic : public Pair {
   int pack_reverse_comm(int, int, double *) override;
   void unpack_reverse_comm(int, int *, double *) override;
 
- private:
+ protected:
+  // Protected for pair_style superionic/kk (cpp/kokkos), which shares the keywords, model loading,
+  // type map and run checks and replaces the per-step graph and force accumulation.
   // Committee members (docs/committee.md); models[0] drives the dynamics, the others are evaluated
   // only on deviation steps. One entry without the committee keyword.
   std::vector<std::unique_ptr<superionic::Model>> models;
@@ -76,7 +78,8 @@ class PairSuperionic : public Pair {
   std::vector<double> edge_vec, atom_energy, edge_grad;
 
   void allocate();
-  std::string resolve_device();
+  // The kk style overrides it: on a Kokkos GPU build the model goes to the GPU Kokkos runs on.
+  virtual std::string resolve_device();
   void build_graph();
   void write_debug_edges();
   void load_models(const std::vector<std::string> &paths);

@@ -4,7 +4,6 @@
 #include "atom_masks.h"
 #include "comm.h"
 #include "error.h"
-#include "force.h"
 #include "kokkos.h"
 #include "memory_kokkos.h"
 #include "neigh_list_kokkos.h"
@@ -15,11 +14,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
-#include <thread>
+#include <string>
+#include <type_traits>
+#include <unordered_map>
 
-#include "device_placement.h"
-#include "metadata.h"
 #include "model.h"
 #include "sprinter_kernel.h"
 
@@ -29,14 +27,64 @@ namespace {
 // The same limit as pair_style superionic: closer pairs are unphysical for any trained model.
 constexpr double kMinDistance = 0.1;
 
-void node_local_rank(MPI_Comm world, int &local_rank, int &local_size) {
-  MPI_Comm node;
-  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
-  MPI_Comm_rank(node, &local_rank);
-  MPI_Comm_size(node, &local_size);
-  MPI_Comm_free(&node);
+// Where the views of an execution space live, as Model::evaluate needs to know. Host spaces
+// (OpenMP, Serial, Threads): host memory. A GPU space: its device, and on CUDA its stream.
+template <class ExecSpace>
+struct KokkosArraySpace {
+  static superionic::ArraySpace get()
+  {
+    static_assert(Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename ExecSpace::memory_space>::accessible,
+                  "pair_style superionic/kk runs on host, CUDA and HIP execution spaces only");
+    return superionic::ArraySpace{};
+  }
+};
+
+#ifdef KOKKOS_ENABLE_CUDA
+template <>
+struct KokkosArraySpace<Kokkos::Cuda> {
+  static superionic::ArraySpace get()
+  {
+    // The default instance, which LAMMPS's kernels (default RangePolicy) run on.
+    const Kokkos::Cuda space;
+    superionic::ArraySpace where;
+    where.kind = superionic::ArraySpace::Kind::Gpu;
+    where.device = space.cuda_device();
+    if (superionic::Model::shares_cuda_streams()) where.cuda_stream = static_cast<void *>(space.cuda_stream());
+    return where;
+  }
+};
+#endif
+
+#ifdef KOKKOS_ENABLE_HIP
+template <>
+struct KokkosArraySpace<Kokkos::HIP> {
+  static superionic::ArraySpace get()
+  {
+    // ROCm builds of torch address the GPU as cuda:N; no stream is shared, so the call fences Kokkos
+    // before the model and waits for the GPU after it.
+    const Kokkos::HIP space;
+    superionic::ArraySpace where;
+    where.kind = superionic::ArraySpace::Kind::Gpu;
+    where.device = space.hip_device();
+    return where;
+  }
+};
+#endif
+
+std::string describe(const superionic::ArraySpace &where)
+{
+  if (where.kind == superionic::ArraySpace::Kind::Host) return "host memory, read and written in place";
+  if (where.cuda_stream) return fmt::format("GPU {} memory, read and written in place on Kokkos's CUDA stream", where.device);
+  return fmt::format("GPU {} memory, read and written in place (Kokkos fenced before, the GPU synchronised after)",
+                     where.device);
 }
 }  // namespace
+
+template <class DeviceType>
+superionic::ArraySpace PairSuperionicKokkos<DeviceType>::array_space()
+{
+  return KokkosArraySpace<typename DeviceType::execution_space>::get();
+}
 
 template <class DeviceType>
 PairSuperionicKokkos<DeviceType>::PairSuperionicKokkos(LAMMPS *lmp) : PairSuperionic(lmp)
@@ -60,23 +108,13 @@ PairSuperionicKokkos<DeviceType>::~PairSuperionicKokkos()
 template <class DeviceType>
 void PairSuperionicKokkos<DeviceType>::settings(int narg, char **arg)
 {
-  // The base class checks every keyword and value; what it accepts is read again here.
+  // The base class checks every keyword and value; this style refuses the ones it does not implement.
   PairSuperionic::settings(narg, arg);
-  kk_device = "cpu";
-  kk_backend = "auto";
-  kk_precision = "model";
-  kk_gpus_per_node = 0;
-  kk_allow_oversubscribe = false;
-  kk_threads = 0;
+  device_given = false;
   for (int iarg = 0; iarg + 1 < narg; iarg += 2) {
-    const std::string key = arg[iarg], value = arg[iarg + 1];
-    if (key == "device") kk_device = value;
-    else if (key == "backend") kk_backend = value;
-    else if (key == "precision") kk_precision = value;
-    else if (key == "gpus_per_node") kk_gpus_per_node = utils::inumeric(FLERR, value, false, lmp);
-    else if (key == "allow_oversubscribe") kk_allow_oversubscribe = utils::logical(FLERR, value, false, lmp) == 1;
-    else if (key == "threads") kk_threads = utils::inumeric(FLERR, value, false, lmp);
-    else if (key == "committee" || key == "debug/edges" || utils::strmatch(key, "^devi_"))
+    const std::string key = arg[iarg];
+    if (key == "device") device_given = true;
+    if (key == "committee" || key == "debug/edges" || utils::strmatch(key, "^devi_"))
       error->all(FLERR, "pair_style superionic/kk: keyword '{}' is not available in the Kokkos style yet; run without -sf kk (pair_style superionic)", key);
   }
 }
@@ -84,134 +122,56 @@ void PairSuperionicKokkos<DeviceType>::settings(int narg, char **arg)
 template <class DeviceType>
 std::string PairSuperionicKokkos<DeviceType>::resolve_device()
 {
-  // The rule of pair_style superionic: the node's cores split between its ranks, one GPU per
-  // node-local rank.
-  int local_rank = 0, local_size = 1;
-  node_local_rank(world, local_rank, local_size);
-  int threads = kk_threads;
-  if (threads == 0) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_size);
-  superionic::Model::set_num_threads(threads);
-  superionic::PlacementRequest request{kk_device, kk_gpus_per_node, kk_allow_oversubscribe};
-  int gpus = (kk_device == "cpu") ? 0 : superionic::Model::cuda_device_count();
-  try {
-    return superionic::place_rank(request, local_rank, local_size, gpus);
-  } catch (const superionic::PlacementError &e) {
-    error->one(FLERR, "pair_style superionic/kk: {}", e.what());
-  }
-  return "cpu";
+  const superionic::ArraySpace where = array_space();
+  // Host spaces: pair_style superionic's rule (threads split between the node's ranks, device keyword).
+  if (where.kind == superionic::ArraySpace::Kind::Host) return PairSuperionic::resolve_device();
+  // A GPU space: the model runs on the GPU Kokkos gave this rank (-k on g N), next to the views.
+  if (num_threads > 0) superionic::Model::set_num_threads(num_threads);
+  threads_per_rank = superionic::Model::num_threads();
+  const std::string kokkos_gpu = fmt::format("cuda:{}", where.device);
+  if (superionic::Model::cuda_device_count() == 0)
+    error->one(FLERR, "pair_style superionic/kk: this LAMMPS runs Kokkos on GPU {}, but the torch superionic was built against sees no CUDA device (a CPU-only torch wheel?); rebuild superionic against the CUDA torch wheel",
+               where.device);
+  if (device_given && device_request != "cuda" && device_request != "auto" && device_request != kokkos_gpu)
+    error->one(FLERR, "pair_style superionic/kk: device {} but Kokkos runs this rank on GPU {}, where the edges are; drop the device keyword (the model then runs on that GPU) or run without -sf kk",
+               device_request, where.device);
+  return kokkos_gpu;
 }
 
 template <class DeviceType>
 void PairSuperionicKokkos<DeviceType>::coeff(int narg, char **arg)
 {
+  // Models (placed by resolve_device above), type map, cutoffs, setflag and the log: the base's.
+  PairSuperionic::coeff(narg, arg);
+  const superionic::ArraySpace where = array_space();
+  if (where.kind == superionic::ArraySpace::Kind::Gpu && kernels[0])
+    error->all(FLERR, "pair_style superionic/kk backend native: the native kernel runs on the CPU, but this Kokkos build keeps the edges on GPU {}; use backend auto or torch",
+               where.device);
+
   const int ntypes = atom->ntypes;
-  if (narg != 3 + ntypes)
-    error->all(FLERR, "pair_coeff superionic/kk: expected '* * model_file' and {} element names (one per atom type, NULL to skip a type), got {} element names",
-               ntypes, std::max(0, narg - 3));
-  if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
-    error->all(FLERR, "pair_coeff superionic/kk: the first two arguments must be '* *'");
-  if (!allocated) {
-    allocated = 1;
-    memory->create(setflag, ntypes + 1, ntypes + 1, "pair:setflag");
-    memory->create(cutsq, ntypes + 1, ntypes + 1, "pair:cutsq");
-    memory->create(cutghost, ntypes + 1, ntypes + 1, "pair:cutghost");
-  }
-
-  const std::string path = arg[2];
-  const std::string device = resolve_device();
-  try {
-    model = std::make_unique<superionic::Model>(path, device);
-  } catch (const superionic::ModelError &e) {
-    error->all(FLERR, "pair_coeff superionic/kk: {}", e.what());
-  }
-  if (kk_backend == "native" && !model->native_kernel())
-    error->all(FLERR, "pair_style superionic/kk backend native: no native kernel for {}: {}; use backend torch", path,
-               model->native_unavailable_reason());
-  kernel = nullptr;
-  if (kk_backend == "native" || (kk_backend == "auto" && model->device() == "cpu")) kernel = model->native_kernel();
-  if (kernel) kernel->set_num_threads(superionic::Model::num_threads());
-  if (kk_precision != "model") {
-    if (!kernel)
-      error->all(FLERR, "pair_style superionic/kk precision {}: applies to the native kernel only, which {} does not use; remove the keyword",
-                 kk_precision, path);
-    kernel->set_precision(kk_precision == "float32" ? superionic::KernelPrecision::Float32
-                                                    : superionic::KernelPrecision::Float64);
-  }
-
-  const auto &meta = model->metadata();
-  kk_cutoff = meta.cutoff;
-  kk_receptive_field = meta.receptive_field;
-  kk_message_passing = kk_receptive_field > kk_cutoff;
-  ghostneigh = kk_message_passing ? 1 : 0;
-
   auto h_type_species = Kokkos::View<int *, Kokkos::HostSpace>("superionic/kk:type_species", ntypes + 1);
-  h_type_species(0) = -1;
-  std::string type_map;
-  for (int t = 1; t <= ntypes; t++) {
-    const std::string name = arg[2 + t];
-    h_type_species(t) = -1;
-    if (name == "NULL") {
-      type_map += fmt::format(" {}->NULL", t);
-      continue;
-    }
-    for (size_t s = 0; s < meta.species.size(); s++)
-      if (meta.species[s] == name) h_type_species(t) = static_cast<int>(s);
-    if (h_type_species(t) < 0)
-      error->all(FLERR, "pair_coeff superionic/kk: element '{}' for atom type {} is not in model {}; its species are: {}",
-                 name, t, path, utils::join_words(meta.species, " "));
-    type_map += fmt::format(" {}->{}", t, name);
-  }
-  for (int i = 1; i <= ntypes; i++)
-    for (int j = i; j <= ntypes; j++) setflag[i][j] = (h_type_species(i) >= 0 && h_type_species(j) >= 0) ? 1 : 0;
+  for (int t = 0; t <= ntypes; t++) h_type_species(t) = t == 0 ? -1 : type_species[t];
   d_type_species = t_int_1d("superionic/kk:type_species", ntypes + 1);
   Kokkos::deep_copy(d_type_species, h_type_species);
 
-  if (comm->me == 0) {
-    const std::string backend =
-        kernel ? kernel->describe() + " on each rank"
-               : fmt::format("device {}, {} torch threads per rank", model->device(), superionic::Model::num_threads());
+  if (comm->me == 0)
     utils::logmesg(lmp,
-                   "pair superionic/kk: model {} ({}, {}, {})\n  species: {}\n  type map:{}\n"
-                   "  cutoff {} A, receptive field {} A{}\n"
-                   "  neighbour list, edges and force accumulation in Kokkos ({}); the model call on the host\n",
-                   path, meta.model_kind, meta.dtype, backend, utils::join_words(meta.species, " "), type_map, kk_cutoff,
-                   kk_receptive_field, kk_message_passing ? " (ghost atoms within the receptive field carry edges)" : "",
-                   DeviceType::execution_space::name());
-  }
+                   "pair superionic/kk: model {}: neighbour list, edges and force sums as Kokkos kernels ({}); "
+                   "the model call on {}\n",
+                   models[0]->path(), DeviceType::execution_space::name(),
+                   kernels[0] ? "host memory, in place (native kernel)" : describe(where));
 }
 
 template <class DeviceType>
 void PairSuperionicKokkos<DeviceType>::init_style()
 {
-  if (!model) error->all(FLERR, "pair_style superionic/kk: pair_coeff must load a model before the run");
-  if (strcmp(update->unit_style, "metal") != 0)
-    error->all(FLERR, "pair_style superionic/kk: models use metal units (eV, Angstrom, ps); the input sets units {}. Use 'units metal'",
-               update->unit_style);
-  if (force->newton_pair == 0)
-    error->all(FLERR, "pair_style superionic/kk requires newton pair on: ghost-atom forces are folded into their owners by reverse communication");
-  if (atom->tag_enable == 0) error->all(FLERR, "pair_style superionic/kk requires atom IDs");
-
-  int flags = NeighConst::REQ_FULL;
-  if (kk_message_passing) flags |= NeighConst::REQ_GHOST;
-  auto request = neighbor->add_request(this, flags);
+  // The base's run checks, its neighbour request (full; with ghost neighbours for a ghost-shell
+  // graph) and ghost cutoff; the request is then made a Kokkos one.
+  PairSuperionic::init_style();
+  NeighRequest *request = neighbor->find_request(this);
+  if (!request) error->all(FLERR, "pair_style superionic/kk: no neighbour-list request was made by pair_style superionic");
   request->set_kokkos_host(std::is_same_v<DeviceType, LMPHostType> && !std::is_same_v<DeviceType, LMPDeviceType>);
   request->set_kokkos_device(std::is_same_v<DeviceType, LMPDeviceType>);
-
-  if (kk_message_passing) {
-    const double needed = kk_receptive_field + neighbor->skin;
-    if (comm->cutghostuser < needed) {
-      comm->cutghostuser = needed;
-      if (comm->me == 0)
-        utils::logmesg(lmp, "pair superionic/kk: ghost cutoff raised to {} A (receptive field + skin)\n", needed);
-    }
-  }
-}
-
-template <class DeviceType>
-double PairSuperionicKokkos<DeviceType>::init_one(int i, int j)
-{
-  if (kk_message_passing) cutghost[i][j] = cutghost[j][i] = kk_cutoff;
-  return kk_cutoff;
 }
 
 template <class DeviceType>
@@ -239,14 +199,12 @@ void PairSuperionicKokkos<DeviceType>::grow_edges(int64_t n_edges)
   d_edge_src = t_i64_1d("superionic/kk:edge_src", n);
   d_edge_dst = t_i64_1d("superionic/kk:edge_dst", n);
   d_edge_vec = t_double_1d_3("superionic/kk:edge_vec", n);
-  d_edge_grad = t_double_1d_3("superionic/kk:edge_grad", n);
 }
 
 template <class DeviceType>
-void PairSuperionicKokkos<DeviceType>::report_close_pair(int64_t n_edges, int nlocal)
+void PairSuperionicKokkos<DeviceType>::report_close_pair(int64_t n_edges)
 {
   // Only on the error path: find the pair on the host and name it as the base style does.
-  (void) nlocal;
   auto h_src = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), d_edge_src);
   auto h_dst = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), d_edge_dst);
   auto h_vec = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), d_edge_vec);
@@ -260,6 +218,37 @@ void PairSuperionicKokkos<DeviceType>::report_close_pair(int64_t n_edges, int nl
     error->one(FLERR, "pair_style superionic/kk: atoms {} and {} are {:.4g} A apart (< {} A) at step {}; the structure overlaps or the time step is too large",
                atom->tag[i], atom->tag[j], std::sqrt(r_sq), kMinDistance, update->ntimestep);
   }
+}
+
+template <class DeviceType>
+void PairSuperionicKokkos<DeviceType>::fold_ghosts(int nlocal, int nall)
+{
+  // Ghosts change only when the neighbour list is rebuilt; their owners are found on the host then
+  // (one rank: every ghost is an image of an owned atom), like pair_style superionic does each step.
+  if (ghost_owner_build != neighbor->ncalls || static_cast<int>(d_ghost_owner.extent(0)) < nall - nlocal) {
+    if (static_cast<int>(d_ghost_owner.extent(0)) < nall - nlocal)
+      d_ghost_owner = t_int_1d("superionic/kk:ghost_owner", nall - nlocal + (nall - nlocal) / 20 + 1);
+    atomKK->sync(Host, TAG_MASK);
+    const tagint *tag = atom->tag;
+    std::unordered_map<tagint, int> owned;
+    owned.reserve(nlocal);
+    for (int i = 0; i < nlocal; i++) owned.emplace(tag[i], i);
+    auto h_owner = Kokkos::create_mirror_view(d_ghost_owner);
+    for (int g = nlocal; g < nall; g++) {
+      auto found = owned.find(tag[g]);
+      if (found == owned.end())
+        error->one(FLERR, "pair_style superionic/kk graph folded: ghost atom {} has no owned copy on this rank; use graph shell",
+                   tag[g]);
+      h_owner(g - nlocal) = found->second;
+    }
+    Kokkos::deep_copy(d_ghost_owner, h_owner);
+    ghost_owner_build = neighbor->ncalls;
+  }
+  auto node_of_atom = d_node_of_atom;
+  auto ghost_owner = d_ghost_owner;
+  Kokkos::parallel_for(
+      "superionic/kk:fold_ghosts", Kokkos::RangePolicy<typename DeviceType::execution_space>(nlocal, nall),
+      KOKKOS_LAMBDA(const int g) { node_of_atom(g) = node_of_atom(ghost_owner(g - nlocal)); });
 }
 
 template <class DeviceType>
@@ -286,7 +275,12 @@ void PairSuperionicKokkos<DeviceType>::compute(int eflag_in, int vflag_in)
   auto d_ilist = k_list->d_ilist;
   auto d_numneigh = k_list->d_numneigh;
   auto d_neighbors = k_list->d_neighbors;
-  const int n_sources = kk_message_passing ? list->inum + list->gnum : list->inum;
+  // The base class chose the graph in init_style: ghost shell (ghost neighbours requested, ghosts
+  // are nodes and sources) or, for message passing on one rank, folded (ghosts stand for their owners).
+  const bool ghost_shell = ghostneigh != 0;
+  const bool folded = message_passing && !ghost_shell;
+  const int n_sources = ghost_shell ? list->inum + list->gnum : list->inum;
+  const int n_node_atoms = folded ? nlocal : nall;
   grow_atoms(nall, n_sources);
 
   // Nodes: atoms of a mapped type, in LAMMPS's order (owned atoms first), numbered by a scan.
@@ -298,7 +292,7 @@ void PairSuperionicKokkos<DeviceType>::compute(int eflag_in, int vflag_in)
   Kokkos::parallel_scan(
       "superionic/kk:nodes", Kokkos::RangePolicy<typename DeviceType::execution_space>(0, nall),
       KOKKOS_LAMBDA(const int i, int64_t &count, const bool final) {
-        const int s = type_species(type(i));
+        const int s = i < n_node_atoms ? type_species(type(i)) : -1;
         if (final) node_of_atom(i) = s >= 0 ? count : -1;
         if (s >= 0) {
           if (final) {
@@ -309,13 +303,14 @@ void PairSuperionicKokkos<DeviceType>::compute(int eflag_in, int vflag_in)
         }
       },
       n_nodes);
+  if (folded && nall > nlocal) fold_ghosts(nlocal, nall);
   int64_t n_local = 0;
   Kokkos::parallel_reduce(
       "superionic/kk:n_local", Kokkos::RangePolicy<typename DeviceType::execution_space>(0, nlocal),
       KOKKOS_LAMBDA(const int i, int64_t &count) { count += type_species(type(i)) >= 0 ? 1 : 0; }, n_local);
 
   // Edges: count per source atom, exclusive scan, fill in the same order.
-  const double cutoff_sq = kk_cutoff * kk_cutoff;
+  const double cutoff_sq = cutoff * cutoff;
   auto edge_count = d_edge_count;
   Kokkos::parallel_for(
       "superionic/kk:count_edges", Kokkos::RangePolicy<typename DeviceType::execution_space>(0, n_sources),
@@ -372,7 +367,7 @@ void PairSuperionicKokkos<DeviceType>::compute(int eflag_in, int vflag_in)
         }
       },
       Kokkos::Min<double>(min_r_sq));
-  if (min_r_sq < kMinDistance * kMinDistance) report_close_pair(n_edges, nlocal);
+  if (min_r_sq < kMinDistance * kMinDistance) report_close_pair(n_edges);
 
   // A rank that owns no atom of this style contributes nothing (as in pair_style superionic).
   if (n_local > 0) accumulate(n_nodes, n_local, n_edges);
@@ -392,42 +387,40 @@ void PairSuperionicKokkos<DeviceType>::accumulate(int64_t n_nodes, int64_t n_loc
 {
   auto f = atomKK->k_f.view<DeviceType>();
   auto atom_of_node = d_atom_of_node;
-  auto species = d_species;
   auto edge_src = d_edge_src;
   auto edge_dst = d_edge_dst;
   auto edge_vec = d_edge_vec;
-  if (static_cast<int64_t>(d_atom_energy.extent(0)) < n_local)
-    d_atom_energy = t_double_1d("superionic/kk:atom_energy", n_local + n_local / 20 + 1);
-  auto edge_grad = d_edge_grad;
-  auto atom_energy = d_atom_energy;
 
-  // The model call: host pointers. For a host execution space the mirrors are the views
-  // themselves (create_mirror_view allocates nothing and deep_copy returns at once).
-  {
-    auto h_vec = Kokkos::create_mirror_view(edge_vec);
-    auto h_src = Kokkos::create_mirror_view(edge_src);
-    auto h_dst = Kokkos::create_mirror_view(edge_dst);
-    auto h_species = Kokkos::create_mirror_view(species);
-    auto h_grad = Kokkos::create_mirror_view(edge_grad);
-    auto h_energy = Kokkos::create_mirror_view(atom_energy);
-    Kokkos::deep_copy(h_vec, edge_vec);
-    Kokkos::deep_copy(h_src, edge_src);
-    Kokkos::deep_copy(h_dst, edge_dst);
-    Kokkos::deep_copy(h_species, species);
-    Kokkos::fence("superionic/kk:before_model");
-    try {
-      if (kernel)
-        kernel->compute(h_vec.data(), h_src.data(), h_dst.data(), n_edges, h_species.data(), n_nodes, n_local,
-                        h_energy.data(), h_grad.data());
-      else
-        model->compute(h_vec.data(), h_src.data(), h_dst.data(), n_edges, h_species.data(), n_nodes, n_local,
-                       h_energy.data(), h_grad.data());
-    } catch (const superionic::ModelError &e) {
-      error->one(FLERR, "pair_style superionic/kk: {}", e.what());
+  // The model call on the views' own memory, host or GPU alike: only the ArraySpace differs. With a
+  // shared CUDA stream the model queues behind the edge kernels; otherwise they are fenced first.
+  const superionic::ArraySpace where = array_space();
+  if (!where.cuda_stream) Kokkos::fence("superionic/kk:before_model");
+  const double *energy_ptr = nullptr, *grad_ptr = nullptr;
+  try {
+    if (kernels[0]) {
+      // The native kernel (host spaces only, see coeff) writes into views of this style.
+      if (static_cast<int64_t>(d_atom_energy.extent(0)) < n_local)
+        d_atom_energy = t_double_1d("superionic/kk:atom_energy", n_local + n_local / 20 + 1);
+      if (static_cast<int64_t>(d_edge_grad.extent(0)) < n_edges)
+        d_edge_grad = t_double_1d_3("superionic/kk:edge_grad", n_edges + n_edges / 20 + 1);
+      kernels[0]->compute(edge_vec.data(), edge_src.data(), edge_dst.data(), n_edges, d_species.data(), n_nodes,
+                          n_local, d_atom_energy.data(), d_edge_grad.data());
+      energy_ptr = d_atom_energy.data();
+      grad_ptr = d_edge_grad.data();
+    } else {
+      superionic::EdgeGraph graph{edge_vec.data(), edge_src.data(), edge_dst.data(), n_edges,
+                                  d_species.data(), n_nodes, n_local};
+      const superionic::ModelOutputs out = models[0]->evaluate(graph, where);
+      energy_ptr = out.atom_energy;
+      grad_ptr = out.edge_grad;
     }
-    Kokkos::deep_copy(edge_grad, h_grad);
-    Kokkos::deep_copy(atom_energy, h_energy);
+  } catch (const superionic::ModelError &e) {
+    error->one(FLERR, "pair_style superionic/kk: {}", e.what());
   }
+  // The outputs, read where they lie (the model's own tensors on the torch path).
+  Kokkos::View<const double *, DeviceType, Kokkos::MemoryTraits<Kokkos::Unmanaged>> atom_energy(energy_ptr, n_local);
+  Kokkos::View<const double *[3], Kokkos::LayoutRight, DeviceType, Kokkos::MemoryTraits<Kokkos::Unmanaged>> edge_grad(
+      grad_ptr, n_edges);
 
   if (eflag_global || eflag_atom) {
     double energy = 0.0;

@@ -2,14 +2,15 @@
    Built as a second plugin (superionickkplugin.so) only against a LAMMPS built with KOKKOS; `-sf kk`
    or `pair_style superionic/kk` selects it.
 
-   On the Kokkos execution space: the full neighbour list (LAMMPS's Kokkos build), the node map
-   (LAMMPS atom -> model node, local atoms first), the edge list (count, scan, fill), the closest-pair
-   check, and the accumulation of forces, energies and virials (global and per atom) into the Kokkos
-   views of atom->f, eatom and vatom; the ghost forces reach their owners through LAMMPS's Kokkos
-   reverse communication. The model call itself (superionic::Model or the native kernel, through
-   cpp/model.h) receives host pointers: on a host execution space (OpenMP, Serial) these are the
-   views' own memory, with no copy; on a GPU space the edge list and the model outputs are copied
-   between the views and their host mirrors. */
+   Keywords, model loading, the type map and the run checks are pair_style superionic's own (the
+   base class). On the Kokkos execution space: the full neighbour list (LAMMPS's Kokkos build), the
+   node map (LAMMPS atom -> model node, owned atoms first), the edge list (count, scan, fill), the
+   closest-pair check, and the sums of forces, energies and virials (global and per atom) into the
+   Kokkos views of atom->f, eatom and vatom; the ghost forces reach their owners through LAMMPS's
+   Kokkos reverse communication. The model call (superionic::Model::evaluate, cpp/model.h) reads the
+   edge views and writes its outputs where they are: host memory on a host execution space (OpenMP,
+   Serial), the GPU's memory on a GPU space, where it runs on Kokkos's CUDA stream. No torch header is
+   included here. */
 #ifdef PAIR_CLASS
 // clang-format off
 PairStyle(superionic/kk,PairSuperionicKokkos<LMPDeviceType>);
@@ -20,18 +21,15 @@ PairStyle(superionic/kk,PairSuperionicKokkos<LMPDeviceType>);
 #define LMP_PAIR_SUPERIONIC_KOKKOS_H
 
 #include <cstdint>
-#include <memory>
 #include <string>
-#include <vector>
 
 #include "kokkos_type.h"
 #include "pair_kokkos.h"
 #include "pair_superionic.h"
 
 namespace superionic {
-class Model;
-class SprinterKernel;
-}  // namespace superionic
+struct ArraySpace;
+}
 
 namespace LAMMPS_NS {
 
@@ -47,25 +45,18 @@ class PairSuperionicKokkos : public PairSuperionic {
   void settings(int, char **) override;
   void coeff(int, char **) override;
   void init_style() override;
-  double init_one(int, int) override;
   // The model call and the sums of its outputs into f, energies and virials. Public only because
   // CUDA forbids device lambdas in private member functions.
   void accumulate(int64_t n_nodes, int64_t n_local, int64_t n_edges);
+  // A folded graph (pair_style superionic's one-rank scheme for message passing): ghosts take the
+  // node of their owned copy. Public for the same reason.
+  void fold_ghosts(int nlocal, int nall);
+
+ protected:
+  std::string resolve_device() override;
 
  private:
-  // Own copies of what the base class keeps private; the base's settings() still validates
-  // every keyword, so the two styles accept the same lines.
-  std::unique_ptr<superionic::Model> model;
-  superionic::SprinterKernel *kernel = nullptr;  // owned by model; null: the torch path
-  std::string kk_device = "cpu";
-  std::string kk_backend = "auto";
-  std::string kk_precision = "model";
-  int kk_gpus_per_node = 0;
-  bool kk_allow_oversubscribe = false;
-  int kk_threads = 0;
-  double kk_cutoff = 0.0;
-  double kk_receptive_field = 0.0;
-  bool kk_message_passing = false;
+  bool device_given = false;  // the pair_style line names a device
 
   typedef Kokkos::View<int *, DeviceType> t_int_1d;
   typedef Kokkos::View<int64_t *, DeviceType> t_i64_1d;
@@ -80,13 +71,18 @@ class PairSuperionicKokkos : public PairSuperionic {
   t_i64_1d d_node_of_atom, d_atom_of_node, d_species;
   t_int_1d d_edge_count, d_edge_offset;
   t_i64_1d d_edge_src, d_edge_dst;
-  t_double_1d_3 d_edge_vec, d_edge_grad;
+  t_double_1d_3 d_edge_vec;
+  // The native kernel's outputs (host spaces only); the torch path hands out its own.
+  t_double_1d_3 d_edge_grad;
   t_double_1d d_atom_energy;
+  // Folded graph: the owned atom of each ghost, rebuilt after each neighbour-list build.
+  t_int_1d d_ghost_owner;
+  bigint ghost_owner_build = -1;
 
-  std::string resolve_device();
+  static superionic::ArraySpace array_space();
   void grow_atoms(int nall, int nsources);
   void grow_edges(int64_t n_edges);
-  void report_close_pair(int64_t n_edges, int nlocal);
+  void report_close_pair(int64_t n_edges);
 };
 
 }  // namespace LAMMPS_NS

@@ -11,7 +11,7 @@ import numpy as np
 from ase import Atoms
 
 from superionic.md.lammps_data import write_lammps_data
-from superionic.md.runner import run_lammps
+from superionic.md.runner import LammpsRun, run_lammps
 
 NKTV2P_METAL = 1.6021765e6  # LAMMPS metal units: eV/A^3 -> bar
 
@@ -39,6 +39,24 @@ def single_point(
     pair_coeffs: Sequence[str] | None = None,
 ) -> SinglePoint:
     """``pair_coeffs`` replaces the default ``pair_coeff * * model names`` line (hybrid styles)."""
+    write_single_point_input(
+        workdir, atoms, model, type_names, pair_names, processors, pair_style, pair_coeffs
+    )
+    run = run_lammps("in.lmp", workdir, nprocs=nprocs)
+    return read_single_point(workdir, run, periodic=atoms.pbc.all())
+
+
+def write_single_point_input(
+    workdir: Path,
+    atoms: Atoms,
+    model: Path,
+    type_names: Sequence[str] = ("Li", "Ge", "P", "S"),
+    pair_names: Sequence[str] | None = None,
+    processors: str | None = None,
+    pair_style: str = "superionic",
+    pair_coeffs: Sequence[str] | None = None,
+) -> None:
+    """single_point's ``in.lmp`` and ``structure.data`` in ``workdir``, for runs with other lmp options."""
     workdir.mkdir(parents=True, exist_ok=True)
     write_lammps_data(workdir / "structure.data", atoms, type_names)
     periodic = atoms.pbc.all()
@@ -62,7 +80,10 @@ def single_point(
         "run 0",
     ]
     (workdir / "in.lmp").write_text("\n".join(lines) + "\n")
-    run = run_lammps("in.lmp", workdir, nprocs=nprocs)
+
+
+def read_single_point(workdir: Path, run: LammpsRun, periodic: bool = True) -> SinglePoint:
+    """The figures of a finished run of write_single_point_input's input."""
     row = run.thermo()[-1]
     volume = row["Volume"]
     pressure = np.array([row[f"c_press[{k}]"] for k in range(1, 7)])
