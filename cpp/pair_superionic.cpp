@@ -17,6 +17,7 @@
 #include <cstring>
 #include <memory>
 #include <thread>
+#include <unordered_map>
 
 #include "committee_deviation.h"
 #include "device_placement.h"
@@ -86,6 +87,7 @@ void PairSuperionic::settings(int narg, char **arg)
   devi_every = 10;
   devi_path = "model_devi.out";
   devi_warn = devi_stop = -1.0;
+  graph_request = "auto";
   bool devi_keyword = false;
   int iarg = 0;
   while (iarg < narg) {
@@ -117,6 +119,10 @@ void PairSuperionic::settings(int narg, char **arg)
       if (value != "model" && value != "float32" && value != "float64")
         error->all(FLERR, "pair_style superionic: precision must be model, float32 or float64, not '{}'", value);
       kernel_precision = value;
+    } else if (key == "graph") {
+      if (value != "auto" && value != "folded" && value != "shell")
+        error->all(FLERR, "pair_style superionic: graph must be auto, folded or shell, not '{}'", value);
+      graph_request = value;
     } else if (key == "committee") {
       committee_size = utils::inumeric(FLERR, value, false, lmp);
       if (committee_size < 2)
@@ -134,7 +140,7 @@ void PairSuperionic::settings(int narg, char **arg)
       (key == "devi_warn" ? devi_warn : devi_stop) = threshold;
       devi_keyword = true;
     } else {
-      error->all(FLERR, "pair_style superionic: unknown keyword '{}'; valid keywords are device, threads, debug/edges, backend, gpus_per_node, allow_oversubscribe, precision, committee, devi_every, devi_file, devi_warn, devi_stop", key);
+      error->all(FLERR, "pair_style superionic: unknown keyword '{}'; valid keywords are device, threads, debug/edges, backend, gpus_per_node, allow_oversubscribe, precision, graph, committee, devi_every, devi_file, devi_warn, devi_stop", key);
     }
     iarg += 2;
   }
@@ -282,7 +288,7 @@ void PairSuperionic::coeff(int narg, char **arg)
                    path, meta.model_kind, meta.dtype, backend(model, kernel),
                    utils::join_words(meta.species, " "), type_map,
                    cutoff, receptive_field,
-                   message_passing ? " (ghost atoms within the receptive field carry edges)" : "");
+                   message_passing ? " (message passing)" : "");
     if (!kernel && backend_request == "auto" && meta.model_kind == "sprinter" && model.device() == "cpu")
       utils::logmesg(lmp, "pair superionic: {} runs through libtorch, not the native kernel: {}\n", path,
                      model.native_unavailable_reason());
@@ -312,11 +318,24 @@ void PairSuperionic::init_style()
     error->all(FLERR, "pair_style superionic requires newton pair on: ghost-atom forces are folded into their owners by reverse communication");
   if (atom->tag_enable == 0) error->all(FLERR, "pair_style superionic requires atom IDs");
 
+  // On one rank every atom is owned, so the periodic graph can be folded onto the owned atoms: each
+  // edge to a ghost image points to the image's owner, with the image's own edge_vec. That graph is
+  // the Python one, exact for any number of message-passing rounds, and needs ghosts only out to
+  // cutoff + skin instead of a shell as thick as the receptive field.
+  folded_graph = false;
+  if (message_passing) {
+    if (graph_request == "folded" && comm->nprocs > 1)
+      error->all(FLERR, "pair_style superionic graph folded: needs one MPI rank (every atom owned), this run has {}; use graph auto or graph shell",
+                 comm->nprocs);
+    folded_graph = graph_request == "folded" || (graph_request == "auto" && comm->nprocs == 1);
+  }
+  ghostneigh = (message_passing && !folded_graph) ? 1 : 0;
+
   int flags = NeighConst::REQ_FULL;
-  if (message_passing) flags |= NeighConst::REQ_GHOST;
+  if (ghostneigh) flags |= NeighConst::REQ_GHOST;
   neighbor->add_request(this, flags);
 
-  if (message_passing) {
+  if (ghostneigh) {
     // Message passing reaches receptive_field; ghosts must cover it at any time between
     // neighbour-list rebuilds, hence the skin.
     double needed = receptive_field + neighbor->skin;
@@ -326,6 +345,14 @@ void PairSuperionic::init_style()
         utils::logmesg(lmp, "pair superionic: ghost cutoff raised to {} A (receptive field + skin)\n", needed);
     }
   }
+  if (message_passing && comm->me == 0 && graph_logged != static_cast<int>(folded_graph)) {
+    if (folded_graph)
+      utils::logmesg(lmp, "pair superionic: graph folded: one MPI rank, so the model sees the owned atoms only and each edge to a periodic image points to its owner (exact; ghosts out to cutoff + skin). 'graph shell' evaluates the ghost shell instead\n");
+    else
+      utils::logmesg(lmp, "pair superionic: graph shell: the model also evaluates the ghost atoms within its receptive field, {} A (exact on any number of ranks)\n",
+                     receptive_field);
+  }
+  if (message_passing) graph_logged = static_cast<int>(folded_graph);
 
   if (committee_size > 1) {
     open_devi_file();
@@ -364,7 +391,7 @@ void PairSuperionic::open_devi_file()
 
 double PairSuperionic::init_one(int i, int j)
 {
-  if (message_passing) cutghost[i][j] = cutghost[j][i] = cutoff;
+  if (ghostneigh) cutghost[i][j] = cutghost[j][i] = cutoff;
   return cutoff;
 }
 
@@ -375,22 +402,47 @@ void PairSuperionic::build_graph()
   const int *type = atom->type;
   double **x = atom->x;
 
+  // Folded graph: only owned atoms are nodes, and a ghost stands for its owner's node.
+  const int n_node_atoms = folded_graph ? nlocal : nall;
   node_of_atom.assign(nall, -1);
   atom_of_node.clear();
   species.clear();
-  for (int i = 0; i < nall; i++) {
+  for (int i = 0; i < n_node_atoms; i++) {
     int s = type_species[type[i]];
     if (s < 0) continue;
     node_of_atom[i] = static_cast<int64_t>(atom_of_node.size());
     atom_of_node.push_back(i);
     species.push_back(s);
   }
+  if (folded_graph && nall > nlocal) {
+    const tagint *tag = atom->tag;
+    // atom->map prefers the owned copy of a tag; without an atom map, a map of the owned atoms.
+    std::unordered_map<tagint, int> owned;
+    const bool have_map = atom->map_style != Atom::MAP_NONE;
+    if (!have_map) {
+      owned.reserve(nlocal);
+      for (int i = 0; i < nlocal; i++) owned.emplace(tag[i], i);
+    }
+    for (int g = nlocal; g < nall; g++) {
+      int owner = -1;
+      if (have_map) {
+        owner = atom->map(tag[g]);
+      } else {
+        auto found = owned.find(tag[g]);
+        if (found != owned.end()) owner = found->second;
+      }
+      if (owner < 0 || owner >= nlocal)
+        error->one(FLERR, "pair_style superionic graph folded: ghost atom {} has no owned copy on this rank; use graph shell",
+                   tag[g]);
+      node_of_atom[g] = node_of_atom[owner];
+    }
+  }
 
   edge_src.clear();
   edge_dst.clear();
   edge_vec.clear();
   const double cutoff_sq = cutoff * cutoff;
-  const int n_sources = message_passing ? list->inum + list->gnum : list->inum;
+  const int n_sources = ghostneigh ? list->inum + list->gnum : list->inum;
   for (int ii = 0; ii < n_sources; ii++) {
     const int i = list->ilist[ii];
     const int64_t node_i = node_of_atom[i];

@@ -56,6 +56,11 @@ class PairSuperionic : public Pair {
   double cutoff = 0.0;
   double receptive_field = 0.0;
   bool message_passing = false;
+  // How a message-passing model sees periodic images (docs/conventions.md): auto, folded or shell.
+  // Folded (one rank only): nodes are the owned atoms, an edge to a ghost image points to its owner.
+  std::string graph_request = "auto";
+  bool folded_graph = false;      // this run's choice, made in init_style()
+  int graph_logged = -1;          // the scheme last described in the log: -1 none, 0 shell, 1 folded
   bigint debug_edges_step = -1;
 
   // Committee settings and the state of the current run.

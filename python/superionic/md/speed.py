@@ -46,8 +46,12 @@ def measure_md_speed(
     ranks: int = 1,
     threads: int = 1,
     temperature_K: float = 600.0,
+    pair_options: str = "",
 ) -> MdSpeed:
-    """Time ``steps`` NVE steps of ``model`` on ``atoms`` with ``ranks`` MPI ranks."""
+    """Time ``steps`` NVE steps of ``model`` on ``atoms`` with ``ranks`` MPI ranks.
+
+    ``pair_options`` are more ``pair_style superionic`` keywords, e.g. ``graph shell``.
+    """
     with tempfile.TemporaryDirectory(prefix="superionic-speed.") as tmp:
         work = Path(tmp)
         write_lammps_data(work / "data.lmp", atoms, list(elements))
@@ -55,7 +59,7 @@ def measure_md_speed(
             f"""units metal
 atom_style atomic
 read_data data.lmp
-pair_style superionic threads {threads}
+pair_style superionic threads {threads} {pair_options}
 pair_coeff * * {Path(model).resolve()} {" ".join(elements)}
 velocity all create {temperature_K} 4928459
 fix 1 all nve
