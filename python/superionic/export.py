@@ -32,6 +32,7 @@ import torch
 
 from superionic import __version__
 from superionic.models.contract import ContractModel
+from superionic.models.e3nn_export import UntraceableModuleError
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +235,15 @@ def export_aoti(model: ContractModel, path: Path, meta: ModelMetadata) -> None:
     inputs = probe_inputs(len(meta.species), meta.cutoff, dtype, meta.device)
     edges = Dim("n_edges", min=0)
     atoms = Dim("n_atoms", min=0)
+    # A model may hand torch.export an equivalent copy it can trace through the gradient (the
+    # marathon rewrites e3nn's einsums, docs/marathon.md); the artefact is checked against `model`.
+    prepare = getattr(model, "for_torch_export", None)
+    try:
+        traced = prepare() if prepare is not None else model
+    except UntraceableModuleError as err:
+        raise ExportError(f"{path}: cannot export to .pt2: {err}") from err
     program = torch.export.export(
-        model.eval(),
+        traced.eval(),
         inputs,
         dynamic_shapes=({0: edges}, {0: edges}, {0: edges}, {0: atoms}, None),
         strict=False,
@@ -337,10 +345,6 @@ def export_model(
     target = Path(path)
     if target.suffix not in SUFFIXES:
         raise ExportError(f"{target}: unknown model suffix '{target.suffix}'; use .pt or .pt2.")
-    if target.suffix == ".pt2" and getattr(model, "model_kind", "") == "marathon":
-        # torch.export cannot trace the backward of e3nn's generated tensor products when the gradient
-        # is taken inside forward (docs/marathon.md); refuse before a long compile, with the way out.
-        raise ExportError(f"{target}: a marathon cannot be exported to .pt2 (AOTInductor) yet; use .pt")
     meta = metadata_for(model.to(device), device=device, data_hash=data_hash)
     if target.suffix == ".pt":
         export_torchscript(model, target, meta)

@@ -162,13 +162,3 @@ def test_short_training_lowers_the_loss(tmp_path: Path) -> None:
     assert metrics["val_metrics"]["force_rmse_eV_per_A"] == pytest.approx(
         result.val_metrics["force_rmse_eV_per_A"]
     )
-
-
-def test_pt2_export_of_a_marathon_is_refused_in_one_line(tmp_path: Path) -> None:
-    """torch.export cannot trace e3nn's backward; the refusal names the file and the way out."""
-    from superionic.export import ExportError, export_model
-
-    model = _model(l_max=1)
-    with pytest.raises(ExportError, match=r"m\.pt2: a marathon cannot be exported to \.pt2 .* use \.pt"):
-        export_model(model, tmp_path / "m.pt2")
-    assert not (tmp_path / "m.pt2").exists()

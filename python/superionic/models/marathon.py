@@ -25,7 +25,9 @@ is the declared receptive field, from which ``pair_style superionic`` builds its
 
 Only export-safe operations (``ContractModel``): r = (r²)^½ by pow, sin, division, polynomials,
 silu, and the smooth sigmoid ½(1 + x(1 + x²)^-½) instead of the logistic function, whose
-backward reuses its output.
+backward reuses its output. e3nn's own code contracts with einsum and tensordot, which
+``torch.export`` cannot trace through the gradient; ``for_torch_export`` returns the copy, with
+those contractions rewritten as bmm, that the ``.pt2`` export traces (``models/e3nn_export.py``).
 """
 
 from __future__ import annotations
@@ -230,6 +232,16 @@ class Marathon(ContractModel):
         self.register_buffer("core_radius_sq", torch.zeros(n_species, n_species, dtype=torch.float64))
         self.register_buffer("core_strength", torch.ones((), dtype=torch.float64))
         self.to(dtype)
+
+    def for_torch_export(self) -> Marathon:
+        """A copy whose e3nn code ``torch.export`` traces through the gradient (``e3nn_export``).
+
+        ``superionic.export`` exports this copy to ``.pt2`` and checks the result against ``self``.
+        """
+        from superionic.models.e3nn_export import traceable_copy
+
+        clone, _ = traceable_copy(self)
+        return clone
 
     def radial_basis(self, r: Tensor) -> Tensor:
         x = r / self.cutoff_t
