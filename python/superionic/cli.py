@@ -347,6 +347,7 @@ def _analyze_all(args: argparse.Namespace, paths: list[Path]) -> list:
             fmt=args.format,
             charge_e=args.charge,
             rule=WindowRule(slope_tolerance=args.slope_tolerance),
+            fit=args.fit,
         )
         print(_transport_line(report))
         reports.append(report)
@@ -406,6 +407,13 @@ def _add_trajectory_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.1,
         help="diffusive window: where the log-log MSD slope stays within 1 ± this (default 0.1)",
+    )
+    parser.add_argument(
+        "--fit",
+        choices=("ols", "gls"),
+        default="ols",
+        help="MSD fit over the window: ols, or gls (Brownian MSD covariance; its interval narrows "
+        "with run length)",
     )
     parser.add_argument("-o", "--output", default="runs/analysis")
 

@@ -17,8 +17,9 @@ with replacement, recompute the atom-averaged MSD and its fit, and report the st
 the replicates and their 2.5/97.5 % percentiles; atoms are treated as independent (exact for a
 tracer D in the dilute limit, approximate when ions hop collectively). The window is held fixed
 across replicates. Alternative: block averaging over time (Flyvbjerg & Petersen 1989), one fit
-per block, a Student-t interval. A third way, not implemented here, is kinisi's generalised
-least squares with the MSD covariance matrix modelled analytically and Bayesian sampling of D
+per block, a Student-t interval. ``fit="gls"`` weights the lags by
+generalised least squares with the MSD covariance of a Brownian walk (``brownian_msd_covariance``),
+the point estimate of kinisi's approach, which models the covariance matrix and samples D (Bayesian)
 (McCluskey, Coles, Morgan, "Accurate estimation of diffusion coefficients and their uncertainties
 from computer simulation", J. Chem. Theory Comput. 21, 79 (2025), online Dec. 2024,
 doi:10.1021/acs.jctc.4c01249), which also yields a more efficient D than OLS.
@@ -42,10 +43,16 @@ import numpy as np
 from superionic.analysis._checks import check_positions, check_times
 from superionic.analysis.errors import AnalysisError, NoDiffusiveRegimeError, TrajectoryTooShortError
 from superionic.analysis.msd import msd_fft, msd_per_atom_components_fft
-from superionic.analysis.statistics import block_mean_interval, bootstrap_mean_interval, fit_line
+from superionic.analysis.statistics import (
+    block_mean_interval,
+    bootstrap_mean_interval,
+    brownian_msd_covariance,
+    fit_line,
+)
 from superionic.analysis.units import CM2_PER_S_PER_A2_PER_PS
 
 Uncertainty = Literal["bootstrap_atoms", "block_average"]
+Fit = Literal["ols", "gls"]
 
 # Trajectories up to this size keep all per-atom MSD curves in memory (same size as the positions).
 _SINGLE_PASS_BYTES = 256 * 2**20
@@ -234,7 +241,9 @@ def _checked_msd(msd_A2: np.ndarray, n_frames: int) -> np.ndarray:
     return msd
 
 
-def _per_atom_slopes(array: np.ndarray, lags: np.ndarray, first: int, last: int) -> np.ndarray:
+def _per_atom_slopes(
+    array: np.ndarray, lags: np.ndarray, first: int, last: int, covariance: np.ndarray | None
+) -> np.ndarray:
     """OLS slope of each atom's windowed MSD over lags first…last, [N, 3]; one chunk of atoms at a
     time, so memory stays O(chunk × T) instead of the N × last × 3 of all per-atom curves."""
     n_atoms = array.shape[1]
@@ -243,7 +252,7 @@ def _per_atom_slopes(array: np.ndarray, lags: np.ndarray, first: int, last: int)
     for start in range(0, n_atoms, step):
         curves = msd_per_atom_components_fft(array[:, start : start + step], max_lag=last)
         slopes[start : start + step], _ = fit_line(
-            lags[first : last + 1], np.moveaxis(curves[:, first : last + 1, :], 1, 0)
+            lags[first : last + 1], np.moveaxis(curves[:, first : last + 1, :], 1, 0), covariance
         )
     return slopes
 
@@ -264,6 +273,7 @@ def tracer_diffusion(
     n_blocks: int = 5,
     seed: int | np.random.Generator = 0,
     mean_msd_A2: np.ndarray | None = None,
+    fit: Fit = "ols",
 ) -> DiffusionResult:
     """Tracer D (cm²/s) of the atoms in ``positions`` [T, N, 3] (Å, unwrapped, drift removed).
 
@@ -274,7 +284,18 @@ def tracer_diffusion(
     by ``seed``) or "block_average" (``n_blocks`` time blocks, Student-t interval).
     ``mean_msd_A2``: ``msd_fft(positions)`` if the caller already has it (saves an FFT pass over a
     large trajectory).
+    ``fit``: "ols" (ordinary least squares over the window, every lag weighted alike) or "gls"
+    (generalised least squares with the Brownian covariance of the windowed MSD, see the module
+    docstring): OLS leans on the long lags, whose few independent time origins keep its
+    uncertainty from shrinking as the run grows; GLS gives the better-sampled short lags their due
+    weight, so its interval narrows as 1/√(run length).
     """
+    if fit not in ("ols", "gls"):
+        raise AnalysisError(f"fit = {fit!r}: use 'ols' or 'gls'")
+
+    def covariance(lags: np.ndarray, first: int, last: int) -> np.ndarray | None:
+        return brownian_msd_covariance(lags[first : last + 1]) if fit == "gls" else None
+
     array = check_positions(positions)
     timestep = check_times(times_ps, array.shape[0])
     rule = rule or WindowRule()
@@ -294,18 +315,21 @@ def tracer_diffusion(
             mean_msd = per_atom_full.mean(axis=0)
             first, last = resolve_window_indices(lags, mean_msd, window_ps, rule)
             slopes, _ = fit_line(
-                lags[first : last + 1], np.moveaxis(per_atom_full[:, first : last + 1, :], 1, 0)
+                lags[first : last + 1],
+                np.moveaxis(per_atom_full[:, first : last + 1, :], 1, 0),
+                covariance(lags, first, last),
             )  # [N, 3]
         else:
             mean_msd = msd_fft(array) if mean_msd_A2 is None else _checked_msd(mean_msd_A2, n_frames)
             first, last = resolve_window_indices(lags, mean_msd, window_ps, rule)
-            slopes = _per_atom_slopes(array, lags, first, last)
+            slopes = _per_atom_slopes(array, lags, first, last, covariance(lags, first, last))
         samples = _tracer_samples_A2_per_ps(slopes)  # [N, 4]
         rng = np.random.default_rng(seed)
         _, stderr, interval = bootstrap_mean_interval(samples, n_bootstrap, rng)
         value = samples.mean(axis=0)  # equals the fit of the atom-averaged MSD (the slope is linear)
         method = (
-            f"OLS on windowed MSD; bootstrap over {n_atoms} atoms ({n_bootstrap} resamples, percentile 95 %)"
+            f"{fit.upper()} on windowed MSD; "
+            f"bootstrap over {n_atoms} atoms ({n_bootstrap} resamples, percentile 95 %)"
         )
         n_samples, dof = n_bootstrap, math.inf
     elif uncertainty == "block_average":
@@ -313,14 +337,20 @@ def tracer_diffusion(
         mean_msd = curves.mean(axis=0)
         lags = np.arange(mean_msd.shape[0]) * timestep
         first, last = resolve_window_indices(lags, mean_msd, window_ps, rule)
-        slopes, _ = fit_line(lags[first : last + 1], np.moveaxis(curves[:, first : last + 1], 1, 0))
+        slopes, _ = fit_line(
+            lags[first : last + 1],
+            np.moveaxis(curves[:, first : last + 1], 1, 0),
+            covariance(lags, first, last),
+        )
         value, stderr, interval = block_mean_interval(_tracer_samples_A2_per_ps(slopes))
-        method = f"OLS on windowed MSD; block average over {n_blocks} time blocks (Student-t 95 %)"
+        method = f"{fit.upper()} on windowed MSD; block average over {n_blocks} time blocks (Student-t 95 %)"
         n_samples, dof = n_blocks, float(n_blocks - 1)
     else:
         raise AnalysisError(f"uncertainty = {uncertainty!r}: use 'bootstrap_atoms' or 'block_average'")
 
-    _, intercepts = fit_line(lags[first : last + 1], mean_msd[first : last + 1])
+    _, intercepts = fit_line(
+        lags[first : last + 1], mean_msd[first : last + 1], covariance(lags, first, last)
+    )
     scale = CM2_PER_S_PER_A2_PER_PS
     return DiffusionResult(
         diffusion_cm2_per_s=float(value[0] * scale),

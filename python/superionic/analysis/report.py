@@ -90,6 +90,7 @@ def analyze_trajectory(
     rule: WindowRule | None = None,
     structure: str | Path | None = None,
     fmt: str | None = None,
+    fit: str = "ols",
 ) -> TransportReport:
     from superionic.analysis.plots import plot_msd
 
@@ -115,7 +116,14 @@ def analyze_trajectory(
             raise TrajectoryError(f"{source}: no charge known for {ion}; pass --charge")
         positions, times = ions.positions, ions.times_ps
         msd = msd_fft(positions)  # once: the window rule, the fit and the plot all use it
-        tracer = tracer_diffusion(positions, times, n_bootstrap=n_bootstrap, rule=rule, mean_msd_A2=msd)
+        tracer = tracer_diffusion(
+            positions,
+            times,
+            n_bootstrap=n_bootstrap,
+            rule=rule,
+            mean_msd_A2=msd,
+            fit=fit,  # type: ignore[arg-type]
+        )
         n_ions = positions.shape[1]
         ne = nernst_einstein_conductivity(tracer, n_ions, ions.mean_volume_A3, temperature, charge)
         try:
@@ -126,6 +134,7 @@ def analyze_trajectory(
                 ions.mean_volume_A3,
                 temperature,
                 window_ps=tracer.window_ps,
+                fit=fit,
             )
             haven = haven_ratio(tracer, sigma, n_ions, charge)
         except AnalysisError as err:

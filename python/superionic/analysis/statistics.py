@@ -31,13 +31,48 @@ def slope_weights(x: np.ndarray) -> np.ndarray:
     return centred / np.dot(centred, centred)
 
 
-def fit_line(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """OLS slope and intercept of y = a + b x along axis 0 of ``y`` ([K] or [K, ...])."""
+def brownian_msd_covariance(lags: np.ndarray) -> np.ndarray:
+    """The shape of the covariance of a time-averaged MSD at ``lags`` for a Brownian walk.
+
+    For lags t_i ≤ t_j much shorter than the run T, Cov[MSD(t_i), MSD(t_j)] ∝ t_i² (3 t_j − t_i) / T
+    (from the overlap of the two displacement windows; the variance (4/3)(t/T) MSD² is the diagonal,
+    Qian, Sheetz & Elson, Biophys. J. 60, 910 (1991)). Only the shape matters for the fit's weights,
+    so the scale (D², 1/T, the number of atoms) is left out and the matrix is normalised.
+    """
+    t = np.asarray(lags, dtype=np.float64)
+    short, long = np.minimum.outer(t, t), np.maximum.outer(t, t)
+    covariance = short * short * (3.0 * long - short)
+    return covariance / np.mean(np.diag(covariance))
+
+
+def line_weights(x: np.ndarray, covariance: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (w_b, w_a) with slope b = Σ_k w_b,k y_k and intercept a = Σ_k w_a,k y_k for y = a + b x.
+
+    Without ``covariance``: ordinary least squares. With it: generalised least squares,
+    (Xᵀ Σ⁻¹ X)⁻¹ Xᵀ Σ⁻¹, the minimum-variance linear fit when the y_k have covariance ∝ Σ.
+    Either way the fit is linear in y, so the fit of an average of curves is the average of the fits.
+    """
     x = np.asarray(x, dtype=np.float64)
-    weights = slope_weights(x)
-    slope = np.tensordot(weights, y, axes=(0, 0))
-    intercept = np.mean(y, axis=0) - slope * np.mean(x)
-    return slope, intercept
+    if covariance is None:
+        slope = slope_weights(x)
+        return slope, np.full_like(x, 1.0 / x.shape[0]) - slope * np.mean(x)
+    design = np.stack([x, np.ones_like(x)], axis=1)  # [K, 2]
+    # Cholesky with a jitter far below the matrix's scale (normalised to a mean diagonal of 1): the
+    # Brownian shape is positive definite but ill-conditioned for many closely spaced lags.
+    factor = np.linalg.cholesky(covariance + 1e-12 * np.eye(x.shape[0]))
+    whitened = np.linalg.solve(factor, design)  # L⁻¹ X
+    weights = np.linalg.solve(factor.T, np.linalg.solve(whitened.T @ whitened, whitened.T).T).T  # [2, K]
+    return weights[0], weights[1]
+
+
+def fit_line(
+    x: np.ndarray, y: np.ndarray, covariance: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Slope and intercept of y = a + b x along axis 0 of ``y`` ([K] or [K, ...]): OLS, or GLS with
+    ``covariance`` [K, K] (see ``line_weights``)."""
+    slope_w, intercept_w = line_weights(x, covariance)
+    y = np.asarray(y, dtype=np.float64)
+    return np.tensordot(slope_w, y, axes=(0, 0)), np.tensordot(intercept_w, y, axes=(0, 0))
 
 
 def bootstrap_mean_interval(
