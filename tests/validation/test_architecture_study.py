@@ -12,7 +12,13 @@ import yaml
 from ase.io import read, write
 
 from superionic.data.dataset import split_indices
-from superionic.studies.architecture import ArchitectureError, architecture_study, d_change
+from superionic.studies.architecture import (
+    ArchitectureError,
+    architecture_study,
+    d_change,
+    per_core,
+    two_rank_steps,
+)
 from superionic.train.config import load_config
 from superionic.validation.metrics import evaluate_model
 
@@ -59,6 +65,11 @@ def test_two_sprinters_compared_on_errors_transport_and_cost(tmp_path: Path) -> 
         assert s.wall_atom_steps_per_s == pytest.approx(50 * 40 / s.wall_s, rel=1e-12)
         assert 0 < s.cpu_share <= 1.0 + 1e-9
         assert s.cpu_atom_steps_per_s >= s.wall_atom_steps_per_s
+        # The same cell on two ranks, timed for about TWO_RANK_TIMING_S at the one-rank speed.
+        two = row.speed_2ranks
+        assert two is not None and (two.atoms, two.ranks) == (50, 2)
+        assert two.steps == two_rank_steps(s, 40) and 10 <= two.steps <= 40
+        assert per_core(two) == pytest.approx(two.cpu_atom_steps_per_s / 2, rel=1e-12)
     # Both models are scored on the same held-out frames: `superionic evaluate` of the exported file
     # on exactly those frames gives the study's RMSE.
     _, val_idx = split_indices(len(frames), 0.25, 0)
@@ -69,6 +80,8 @@ def test_two_sprinters_compared_on_errors_transport_and_cost(tmp_path: Path) -> 
     # The verdict's cost factor and D change are the rows' numbers.
     cost = a.speed.cpu_atom_steps_per_s / b.speed.cpu_atom_steps_per_s
     assert f"costs {cost:.1f}×" in result.verdict
+    two_cost = per_core(a.speed_2ranks) / per_core(b.speed_2ranks)
+    assert f"{two_cost:.1f}× per core on 2 ranks" in result.verdict
     change = d_change(a.transport, b.transport, 0)
     da, db = a.transport.D_cm2_per_s[0], b.transport.D_cm2_per_s[0]
     if change is None:
@@ -95,6 +108,7 @@ def test_two_sprinters_compared_on_errors_transport_and_cost(tmp_path: Path) -> 
     assert checkpoint.stat().st_mtime_ns == stamp
     assert resumed.rows[1].val_force_rmse_eV_per_A == b.val_force_rmse_eV_per_A
     assert resumed.rows[1].train_wall_s == b.train_wall_s and resumed.rows[1].speed.steps == 10
+    assert resumed.rows[1].speed_2ranks.steps == 10
 
 
 def test_configs_with_different_data_are_refused(tmp_path: Path) -> None:

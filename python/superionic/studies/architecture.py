@@ -3,9 +3,12 @@
 Each training config names a model (the sprinter, the marathon, any other ``model.kind``); all must
 share one ``data`` section, so every model sees the same frames and is validated on the same
 held-out ones. For each: validation energy/force/stress RMSE, D per temperature and Ea against the
-teacher's MD (``superionic validate``), MD speed in LAMMPS on one cell with one rank (CPU-time
-atom-steps/s, robust on a shared machine) and the training wall time. The first config is the
-baseline the others are stated against: "B costs N× A per atom-step and changes D by x ± y %".
+teacher's MD (``superionic validate``), MD speed in LAMMPS on one cell (CPU-time atom-steps/s,
+robust on a shared machine) on one rank and per core on two, and the training wall time. On one
+rank a message-passing model runs on the folded periodic graph, on two on the ghost shell as thick
+as its receptive field (docs/conventions.md), so the two figures are its cost both ways. The first
+config is the baseline the others are stated against: "B costs N× A per atom-step and changes D by
+x ± y %".
 """
 
 from __future__ import annotations
@@ -48,8 +51,9 @@ class ArchitectureRow:
     epochs_run: int
     train_wall_s: float
     model: str
-    speed: MdSpeed
+    speed: MdSpeed  # one rank
     transport: TransportRow
+    speed_2ranks: MdSpeed | None = None  # two ranks (a message-passing model's ghost shell)
 
 
 @dataclass(frozen=True)
@@ -84,11 +88,29 @@ def d_change(baseline: TransportRow, other: TransportRow, k: int) -> tuple[float
     return 100 * (ratio - 1), 100 * ratio * s
 
 
+# The two-rank timing runs as many steps as about this long at the one-rank speed (a message-passing
+# model's ghost shell makes each step several times slower, and a shared machine slower still).
+TWO_RANK_TIMING_S = 15.0
+
+
+def per_core(speed: MdSpeed) -> float:
+    """CPU-time atom-steps per core-second: the ranks' CPU-time rate shared between them."""
+    return speed.cpu_atom_steps_per_s / speed.ranks
+
+
+def two_rank_steps(one_rank: MdSpeed, timing_steps: int) -> int:
+    seconds_per_step = one_rank.wall_s / max(one_rank.steps, 1)
+    return max(min(10, timing_steps), min(timing_steps, math.ceil(TWO_RANK_TIMING_S / seconds_per_step)))
+
+
 def verdict(rows: Sequence[ArchitectureRow]) -> str:
     base = rows[0]
     sentences = []
     for row in rows[1:]:
         cost = base.speed.cpu_atom_steps_per_s / row.speed.cpu_atom_steps_per_s
+        two = ""
+        if base.speed_2ranks is not None and row.speed_2ranks is not None:
+            two = f", {per_core(base.speed_2ranks) / per_core(row.speed_2ranks):.1f}× per core on 2 ranks"
         changes = []
         for k, temperature in enumerate(base.transport.temperatures_K):
             change = d_change(base.transport, row.transport, k)
@@ -101,7 +123,7 @@ def verdict(rows: Sequence[ArchitectureRow]) -> str:
         ea = f"; Ea {ea_b:.3f} vs {ea_a:.3f} eV" if ea_a is not None and ea_b is not None else ""
         sentences.append(
             f"The {row.name} costs {cost:.1f}× the {base.name} per atom-step (CPU time, "
-            f"{base.speed.atoms} atoms, 1 rank) and changes D by {', '.join(changes)}{ea}; force RMSE "
+            f"{base.speed.atoms} atoms, 1 rank{two}) and changes D by {', '.join(changes)}{ea}; force RMSE "
             f"{row.val_force_rmse_eV_per_A:.3f} vs {base.val_force_rmse_eV_per_A:.3f} eV/Å, training "
             f"{row.train_wall_s / 60:.0f} vs {base.train_wall_s / 60:.0f} min."
         )
@@ -142,6 +164,8 @@ def architecture_study(
         if done.exists():
             saved = json.loads(done.read_text())
             saved["speed"] = MdSpeed(**saved["speed"])
+            if saved.get("speed_2ranks"):
+                saved["speed_2ranks"] = MdSpeed(**saved["speed_2ranks"])
             saved["transport"] = TransportRow(**saved["transport"])
             rows.append(ArchitectureRow(**saved))
             continue
@@ -155,6 +179,11 @@ def architecture_study(
         parameters = sum(p.numel() for p in model_from_checkpoint(trained.checkpoint)[0].parameters())
         on_stage(f"time {name} in LAMMPS")
         speed = measure_md_speed(model, timing_cell, elements, steps=timing_steps)
+        on_stage(f"time {name} in LAMMPS on 2 ranks")
+        steps = two_rank_steps(speed, timing_steps)
+        speed_2ranks = measure_md_speed(
+            model, timing_cell, elements, steps=steps, warmup_steps=min(20, steps), ranks=2
+        )
         on_stage(f"validate {name} against the reference MD")
         transport = score_transport(
             model,
@@ -177,6 +206,7 @@ def architecture_study(
             model=str(model),
             speed=speed,
             transport=transport,
+            speed_2ranks=speed_2ranks,
         )
         done.write_text(json.dumps(asdict(row), indent=2, default=str))
         rows.append(row)
@@ -201,6 +231,7 @@ def _write_csv(result: ArchitectureResult, path: Path) -> None:
                 "val_energy_rmse_meV_per_atom",
                 "val_stress_rmse_GPa",
                 "cpu_atom_steps_per_s",
+                "cpu_atom_steps_per_s_per_core_2ranks",
                 "train_wall_s",
                 "Ea_eV",
                 *[f"D_{t:g}K_cm2_per_s" for t in temperatures],
@@ -217,6 +248,7 @@ def _write_csv(result: ArchitectureResult, path: Path) -> None:
                     r.val_energy_rmse_meV_per_atom,
                     r.val_stress_rmse_GPa,
                     r.speed.cpu_atom_steps_per_s,
+                    per_core(r.speed_2ranks) if r.speed_2ranks else None,
                     r.train_wall_s,
                     r.transport.Ea_eV,
                     *r.transport.D_cm2_per_s,
@@ -265,10 +297,22 @@ def plot_architecture(result: ArchitectureResult, path: Path) -> Path:
     left.legend(fontsize=8)
     for k, r in enumerate(result.rows):
         cost = 1e6 / r.speed.cpu_atom_steps_per_s
-        right.scatter(cost, r.val_force_rmse_eV_per_A, color=f"C{k}", s=60)
+        right.scatter(
+            cost, r.val_force_rmse_eV_per_A, color=f"C{k}", s=60, label="1 rank" if k == 0 else None
+        )
         right.annotate(r.name, (cost, r.val_force_rmse_eV_per_A), textcoords="offset points", xytext=(6, 4))
+        if r.speed_2ranks is not None:
+            right.scatter(
+                1e6 / per_core(r.speed_2ranks),
+                r.val_force_rmse_eV_per_A,
+                facecolors="none",
+                edgecolors=f"C{k}",
+                s=60,
+                label="2 ranks (per core)" if k == 0 else None,
+            )
     right.set_xscale("log")
-    right.set_xlabel(f"MD cost, CPU µs per atom-step ({result.timing_cell_atoms} atoms, 1 rank)")
+    right.legend(fontsize=8)
+    right.set_xlabel(f"MD cost, CPU µs per atom-step ({result.timing_cell_atoms} atoms)")
     right.set_ylabel("validation force RMSE (eV/Å)")
     fig.suptitle("architecture study: same data, same validation frames")
     fig.tight_layout()
