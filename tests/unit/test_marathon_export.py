@@ -115,3 +115,16 @@ def test_torch_export_of_the_marathon_reproduces_the_eager_model() -> None:
     # export.py's own tolerance for float64 artefacts: 1e-10 relative to the largest value.
     for ref, got in ((ref_energy, energy), (ref_grad, grad)):
         assert float((got - ref).abs().max()) <= 1e-10 * max(float(ref.abs().max()), 1.0)
+
+
+def test_compiled_e3nn_code_is_refused_in_one_line(tmp_path) -> None:
+    """e3nn's jit_mode 'script' (the default before torch 2.10) leaves TorchScript, not fx, to rewrite."""
+    from superionic.export import ExportError, export_model
+
+    model = _marathon(l_max=1)
+    model.blocks[0].add_module("compiled", torch.jit.script(torch.nn.Identity()))
+    with pytest.raises(
+        ExportError, match=r"m\.pt2: cannot export to \.pt2: submodule 'blocks\.0\.compiled' is TorchScript"
+    ):
+        export_model(model, tmp_path / "m.pt2")
+    assert not (tmp_path / "m.pt2").exists()
