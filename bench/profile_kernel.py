@@ -201,10 +201,17 @@ def run_callgrind(
         {"LAMMPS_PLUGIN_PATH": str(plugin_dir), "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
     )
     out = work / (f"callgrind.{precision}.out" if threads == 1 else f"callgrind.{precision}.t{threads}.out")
-    separate = ["--separate-threads=yes"] if threads > 1 else []
+    # Collection toggled on Verlet::run counts only the thread that enters it, the main one; with
+    # several threads everything is counted, and the main thread's counts are dumped (reset) when it
+    # enters Verlet::run (see thread_profile).
+    window = (
+        ["--collect-atstart=no", "--toggle-collect=*Verlet::run*"]
+        if threads == 1
+        else ["--separate-threads=yes", "--dump-before=*Verlet::run*"]
+    )
     cmd = [
-        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--collect-atstart=no", *separate,
-        "--toggle-collect=*Verlet::run*", "--dump-instr=yes", "--dump-line=yes",
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *window,
+        "--dump-instr=yes", "--dump-line=yes",
         "--compress-strings=no", "--compress-pos=no",
         str(lmp), "-nocite", "-log", "none", "-in", f"in.{precision}",
     ]  # fmt: skip
@@ -470,37 +477,36 @@ def time_plugins(
     return figures
 
 
-def thread_profile(out: Path, threads: int, atoms: int, steps: int) -> dict:
-    """Per-thread instructions of a ``--separate-threads`` callgrind run: the serial part (the main
-    thread outside the kernel's per-atom loop) and each thread's share of that loop.
+def thread_profile(out: Path, threads: int, atoms: int, steps: int, single: Path) -> dict:
+    """Each thread's share of the kernel's per-atom loop in a ``--separate-threads`` callgrind run, and
+    the speed-up it implies with the serial part taken from the one-thread profile ``single``.
 
-    A proxy for OpenMP efficiency that load does not disturb: a step takes about serial + the
-    largest per-thread loop, one thread serial + the sum of them (memory bandwidth and caches
-    ignored)."""
+    callgrind dumps only the thread that enters Verlet::run, so the main thread's counts start there
+    while a worker's include the set-up force call (one of steps + 1 calls), for which it is scaled.
+    A step takes about serial + the largest share, one thread serial + the sum (memory bandwidth and
+    caches ignored): a proxy for OpenMP efficiency that machine load does not disturb."""
     files = sorted(out.parent.glob(out.name + "-*"))
-    if len(files) < 1:
+    if not files:
         raise RuntimeError(f"no per-thread callgrind files {out}-*")
-    per_thread = []
-    for path in files:
+    loops = []
+    for k, path in enumerate(files):
         by_line, _ = parse_callgrind(path)
-        total = sum(by_line.values())
         loop = sum(c for (_ob, fn, _src, _line), c in by_line.items() if re.search(r"::atoms(_avx2)?<", fn))
-        per_thread.append({"file": path.name, "total": total, "kernel_loop": loop})
-    main = per_thread[0]
-    serial = main["total"] - main["kernel_loop"]
-    loops = [t["kernel_loop"] for t in per_thread]
-    # Worker threads' non-loop instructions (OpenMP runtime, barriers) count as parallel overhead.
-    overhead = sum(t["total"] - t["kernel_loop"] for t in per_thread[1:])
-    one_thread = serial + sum(loops)
+        loops.append(loop if k == 0 else loop * steps / (steps + 1))
+    loops = [v for v in loops if v > 0]
+    profile = next(p for p in json.loads(single.read_text())["profiles"] if p["precision"] == "float64")
     n = atoms * steps
+    kernel = sum(v for name, v in profile["phases"].items() if name.startswith("kernel:"))
+    serial = (profile["total"] - kernel) / n  # pair style, neighbour list, LAMMPS: one thread
+    share = [v / n for v in loops]
+    one_thread = serial + sum(share)
     return {
         "threads": threads,
-        "per_thread": per_thread,
-        "serial_per_atom_step": serial / n,
-        "loop_per_atom_step": [v / n for v in loops],
-        "worker_overhead_per_atom_step": overhead / n,
-        "serial_share": serial / (serial + sum(loops)),
-        "speedup_estimate": one_thread / (serial + max(loops)),
+        "kernel_loop_per_thread_per_atom_step": share,
+        "balance_max_over_mean": max(share) / (sum(share) / len(share)),
+        "serial_outside_kernel_per_atom_step": serial,
+        "serial_share_one_thread": serial / (serial + kernel / n),
+        "speedup_estimate": one_thread / (serial + max(share)),
     }
 
 
@@ -596,13 +602,14 @@ def main() -> None:
             out = work / f"callgrind.{precision}.t{args.threads}.out"
             if not args.analyse_only:
                 out = run_callgrind(work, build, precision, args.steps, args.rebuild_every, args.threads)
-            result[precision] = thread_profile(out, args.threads, atoms, args.steps)
+            result[precision] = thread_profile(out, args.threads, atoms, args.steps, args.out)
             r = result[precision]
             print(
-                f"{precision}, {args.threads} threads: serial {r['serial_per_atom_step']:,.0f} Ir/atom-step "
-                f"({100 * r['serial_share']:.1f} %), per-thread loop "
-                + ", ".join(f"{v:,.0f}" for v in r["loop_per_atom_step"])
-                + f", worker overhead {r['worker_overhead_per_atom_step']:,.0f}; "
+                f"{precision}, {args.threads} threads: kernel loop per thread "
+                + ", ".join(f"{v:,.0f}" for v in r["kernel_loop_per_thread_per_atom_step"])
+                + f" Ir/atom-step (max/mean {r['balance_max_over_mean']:.3f}); serial outside the kernel "
+                f"{r['serial_outside_kernel_per_atom_step']:,.0f} "
+                f"({100 * r['serial_share_one_thread']:.1f} % of one thread's step); "
                 f"implied speed-up {r['speedup_estimate']:.2f}x"
             )
         path = RESULTS / f"kernel_profile_threads{args.threads}.json"
