@@ -26,11 +26,13 @@ from superionic.analysis.diffusion import (
     DiffusionResult,
     WindowRule,
     block_msd_curves,
+    check_fit,
     resolve_window_indices,
+    window_covariance,
 )
 from superionic.analysis.errors import AnalysisError
 from superionic.analysis.msd import collective_msd_fft
-from superionic.analysis.statistics import Z95, block_mean_interval, brownian_msd_covariance, fit_line, t95
+from superionic.analysis.statistics import Z95, block_mean_interval, fit_line, t95
 from superionic.analysis.units import (
     conductivity_S_per_cm_from_charge_msd_slope,
     nernst_einstein_factor_S_s_per_cm3,
@@ -151,8 +153,7 @@ def ionic_conductivity(
     ``fit="gls"`` fits by generalised least squares with the Brownian MSD covariance instead
     (``superionic.analysis.diffusion.tracer_diffusion``); the charge MSD of independent hops is one.
     """
-    if fit not in ("ols", "gls"):
-        raise AnalysisError(f"fit = {fit!r}: use 'ols' or 'gls'")
+    check_fit(fit)
     array = check_positions(positions)
     charges = check_charges(charges_e, array.shape[1])
     timestep = check_times(times_ps, array.shape[0])
@@ -166,9 +167,10 @@ def ionic_conductivity(
     curves = block_msd_curves(array, n_blocks, lambda block: collective_msd_fft(block, charges))
     lags = np.arange(curves.shape[1]) * timestep
     first, last = resolve_window_indices(lags, curves.mean(axis=0), window_ps, rule or WindowRule())
-    covariance = brownian_msd_covariance(lags[first : last + 1]) if fit == "gls" else None
     slopes, _ = fit_line(
-        lags[first : last + 1], np.moveaxis(curves[:, first : last + 1], 1, 0), covariance
+        lags[first : last + 1],
+        np.moveaxis(curves[:, first : last + 1], 1, 0),
+        window_covariance(fit, lags, first, last),
     )  # [n, 3]
     per_component = conductivity_S_per_cm_from_charge_msd_slope(slopes, volume, temperature, dimensions=1)
     samples = np.concatenate([per_component.mean(axis=1, keepdims=True), per_component], axis=1)

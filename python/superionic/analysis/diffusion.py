@@ -241,6 +241,16 @@ def _checked_msd(msd_A2: np.ndarray, n_frames: int) -> np.ndarray:
     return msd
 
 
+def check_fit(fit: str) -> None:
+    if fit not in ("ols", "gls"):
+        raise AnalysisError(f"fit = {fit!r}: use 'ols' or 'gls'")
+
+
+def window_covariance(fit: str, lags: np.ndarray, first: int, last: int) -> np.ndarray | None:
+    """The covariance shape a fit over lags first…last assumes: none for OLS, a Brownian walk's for GLS."""
+    return brownian_msd_covariance(lags[first : last + 1]) if fit == "gls" else None
+
+
 def _per_atom_slopes(
     array: np.ndarray, lags: np.ndarray, first: int, last: int, covariance: np.ndarray | None
 ) -> np.ndarray:
@@ -290,12 +300,7 @@ def tracer_diffusion(
     uncertainty from shrinking as the run grows; GLS gives the better-sampled short lags their due
     weight, so its interval narrows as 1/√(run length).
     """
-    if fit not in ("ols", "gls"):
-        raise AnalysisError(f"fit = {fit!r}: use 'ols' or 'gls'")
-
-    def covariance(lags: np.ndarray, first: int, last: int) -> np.ndarray | None:
-        return brownian_msd_covariance(lags[first : last + 1]) if fit == "gls" else None
-
+    check_fit(fit)
     array = check_positions(positions)
     timestep = check_times(times_ps, array.shape[0])
     rule = rule or WindowRule()
@@ -317,12 +322,12 @@ def tracer_diffusion(
             slopes, _ = fit_line(
                 lags[first : last + 1],
                 np.moveaxis(per_atom_full[:, first : last + 1, :], 1, 0),
-                covariance(lags, first, last),
+                window_covariance(fit, lags, first, last),
             )  # [N, 3]
         else:
             mean_msd = msd_fft(array) if mean_msd_A2 is None else _checked_msd(mean_msd_A2, n_frames)
             first, last = resolve_window_indices(lags, mean_msd, window_ps, rule)
-            slopes = _per_atom_slopes(array, lags, first, last, covariance(lags, first, last))
+            slopes = _per_atom_slopes(array, lags, first, last, window_covariance(fit, lags, first, last))
         samples = _tracer_samples_A2_per_ps(slopes)  # [N, 4]
         rng = np.random.default_rng(seed)
         _, stderr, interval = bootstrap_mean_interval(samples, n_bootstrap, rng)
@@ -340,7 +345,7 @@ def tracer_diffusion(
         slopes, _ = fit_line(
             lags[first : last + 1],
             np.moveaxis(curves[:, first : last + 1], 1, 0),
-            covariance(lags, first, last),
+            window_covariance(fit, lags, first, last),
         )
         value, stderr, interval = block_mean_interval(_tracer_samples_A2_per_ps(slopes))
         method = f"{fit.upper()} on windowed MSD; block average over {n_blocks} time blocks (Student-t 95 %)"
@@ -349,7 +354,7 @@ def tracer_diffusion(
         raise AnalysisError(f"uncertainty = {uncertainty!r}: use 'bootstrap_atoms' or 'block_average'")
 
     _, intercepts = fit_line(
-        lags[first : last + 1], mean_msd[first : last + 1], covariance(lags, first, last)
+        lags[first : last + 1], mean_msd[first : last + 1], window_covariance(fit, lags, first, last)
     )
     scale = CM2_PER_S_PER_A2_PER_PS
     return DiffusionResult(
