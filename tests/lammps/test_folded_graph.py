@@ -31,34 +31,23 @@ from superionic.export import export_model
 from superionic.md.lammps_data import write_lammps_data
 from superionic.md.runner import LammpsError, run_lammps
 from superionic.models.assemble import VOIGT_LAMMPS, Evaluation
-from superionic.models.marathon import Marathon
 from tests.conftest import SPECIES, make_model, structure
 from tests.lammps.singlepoint import SinglePoint, single_point
+from tests.lammps.test_marathon_parity import make_marathon
 
 TOL = 1e-10  # round-off of float64 sums in another order, see the module docstring
 MD_TOL = 1e-9  # the same after 20 NVE steps
 GHOSTS_RE = re.compile(r"^Nghost:\s+(\S+) ave", re.MULTILINE)
 
 
-def make_marathon() -> Marathon:
-    model = Marathon(SPECIES, cutoff=4.0, channels=8, l_max=1, n_layers=2, radial_hidden=8, seed=3)
-    with torch.no_grad():
-        # Untrained energies are tiny: scale them so forces are of order 1 eV/Å and the comparison
-        # is not trivially met (as tests/lammps/test_marathon_parity.py).
-        model.energy_scale.fill_(300.0)
-        model.energy_shift.copy_(torch.tensor([-1.9, -4.2, -5.3, -3.1], dtype=torch.float64))
-        model.core_radius_sq.fill_(2.0**2)
-    return model.eval()
-
-
 def make(kind: str) -> torch.nn.Module:
-    return make_marathon() if kind == "marathon" else make_model("mp")
+    return make_marathon(channels=8, seed=3) if kind == "marathon" else make_model("mp")
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory, exported) -> dict[str, Path]:
     path = tmp_path_factory.mktemp("folded") / "marathon.pt"
-    export_model(make_marathon(), path)
+    export_model(make("marathon"), path)
     return {"marathon": path, "mp": exported.path("mp")}
 
 

@@ -31,8 +31,8 @@ from tests.lammps.test_parity import TOL, assert_matches
 pytestmark = pytest.mark.slow
 
 
-def make_marathon() -> Marathon:
-    model = Marathon(SPECIES, cutoff=4.0, channels=4, l_max=1, n_layers=2, radial_hidden=8, seed=2)
+def make_marathon(channels: int = 4, seed: int = 2) -> Marathon:
+    model = Marathon(SPECIES, cutoff=4.0, channels=channels, l_max=1, n_layers=2, radial_hidden=8, seed=seed)
     with torch.no_grad():
         # Untrained energies are small: scale them so forces are of order 1 eV/Å and the 1e-8
         # comparison is not trivially met; shifts and a core radius make every buffer count.

@@ -343,19 +343,19 @@ def _run_one(
     if fix_args:
         variables["charge_args"] = " ".join(fix_args)
     follower = None
-    pair_args = "" if config.backend == "auto" else f"backend {config.backend}"
+    pair_args = [] if config.backend == "auto" else [f"backend {config.backend}"]
     if committee:
-        pair_args += f" committee {len(members)} devi_every {config.devi_every} devi_file {DEVI_FILE}"
+        pair_args.append(f"committee {len(members)} devi_every {config.devi_every} devi_file {DEVI_FILE}")
         if config.devi_threshold is not None:
-            pair_args += f" devi_warn {config.devi_threshold:g}"
+            pair_args.append(f"devi_warn {config.devi_threshold:g}")
         if config.devi_stop is not None:
-            pair_args += f" devi_stop {config.devi_stop:g}"
+            pair_args.append(f"devi_stop {config.devi_stop:g}")
         variables["committee"] = "1"
         from superionic.md.committee import DeviFollower
 
         follower = DeviFollower(directory / DEVI_FILE, config.devi_threshold)
     if pair_args:
-        variables["pair_args"] = pair_args.strip()
+        variables["pair_args"] = " ".join(pair_args)
     # A thermo row: step time temp pe ke etotal press vol, and with a committee c_devi[1] c_devi[2].
     thermo_words = 10 if committee else 8
 
