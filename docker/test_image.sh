@@ -5,6 +5,8 @@
 # (-k on -sf kk), and a short `superionic md`.
 #
 #   sudo bash docker/test_image.sh            # log: docker/test_image.log
+#   sudo TEST_IMAGE_FROM_NOTHING=1 bash docker/test_image.sh
+#                                             # empties podman's image store and build cache first
 #
 # No docker daemon is needed. Podman runs here as root with the settings this kind of sandbox
 # requires: host network (no netavark), explicit ulimits (raising them is refused), the runc
@@ -41,6 +43,12 @@ EOF
 export CONTAINERS_CONF="$conf_dir/containers.conf"
 limits=(--ulimit nofile=20000:20000 --ulimit nproc=4096:4096)
 
+if [ "${TEST_IMAGE_FROM_NOTHING:-0}" = 1 ]; then
+  say "from nothing: removing every podman image and the build cache"
+  podman system prune --all --force >>"$log" 2>&1
+  podman rmi --all --force >>"$log" 2>&1 || true
+  say "podman store now holds $(podman images --all --quiet | wc -l) images"
+fi
 if ! podman image exists "$base"; then
   say "debootstrap bookworm (minbase) -> $base"
   root=$(mktemp -d /var/tmp/superionic-base.XXXX)
