@@ -18,6 +18,9 @@
 #include <memory>
 #include <thread>
 #include <unordered_map>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include "committee_deviation.h"
 #include "device_placement.h"
@@ -30,6 +33,9 @@ namespace {
 // Closer pairs are unphysical for any trained model; stop with the atoms named rather than
 // propagate NaN or enormous forces.
 constexpr double kMinDistance = 0.1;
+// Below this many source atoms per thread, the edge list and force sums stay on one thread: the
+// fork and join would cost more than the loop.
+constexpr int kMinSourcesPerThread = 128;
 // devi_warn prints this many warnings per run, then only counts.
 constexpr bigint kMaxDeviWarnings = 10;
 
@@ -438,35 +444,120 @@ void PairSuperionic::build_graph()
     }
   }
 
-  edge_src.clear();
-  edge_dst.clear();
-  edge_vec.clear();
+  // Edges in neighbour-list order whatever the thread count: each thread takes a contiguous range
+  // of source atoms. With one thread the edges are written in one pass into storage sized by the
+  // neighbour count; with several, a counting pass gives each source its offset and a second pass
+  // fills, so that no thread waits on another and the order stays the serial one.
   const double cutoff_sq = cutoff * cutoff;
   const int n_sources = ghostneigh ? list->inum + list->gnum : list->inum;
-  for (int ii = 0; ii < n_sources; ii++) {
-    const int i = list->ilist[ii];
-    const int64_t node_i = node_of_atom[i];
-    if (node_i < 0) continue;
-    const int *jlist = list->firstneigh[i];
-    const int jnum = list->numneigh[i];
+  const int threads = std::max(1, std::min(threads_per_rank, n_sources / kMinSourcesPerThread));
+  graph_threads = threads;
+  if (threads != graph_threads_logged && comm->me == 0)
+    utils::logmesg(lmp, "pair superionic: edge list and force sums on {} thread{} per rank ({} sources)\n",
+                   threads, threads == 1 ? "" : "s", n_sources);
+  graph_threads_logged = threads;
+  const int *ilist = list->ilist;
+  const int *numneigh = list->numneigh;
+  int **firstneigh = list->firstneigh;
+  const int64_t *node = node_of_atom.data();
+  // The first pair closer than kMinDistance, as (source index, neighbour index); reported after
+  // the parallel region, where LAMMPS's error handler may be called.
+  int overlap_ii = -1, overlap_jj = -1;
+
+  // Emits source ii's edges; returns the neighbour index of a pair closer than kMinDistance, or -1.
+  auto scan = [&](int ii, auto &&emit) -> int {
+    const int i = ilist[ii];
+    const int64_t node_i = node[i];
+    if (node_i < 0) return -1;
+    const int *jlist = firstneigh[i];
+    const int jnum = numneigh[i];
+    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
     for (int jj = 0; jj < jnum; jj++) {
       const int j = jlist[jj] & NEIGHMASK;
-      const int64_t node_j = node_of_atom[j];
+      const int64_t node_j = node[j];
       if (node_j < 0) continue;
-      const double dx = x[j][0] - x[i][0];
-      const double dy = x[j][1] - x[i][1];
-      const double dz = x[j][2] - x[i][2];
+      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
       const double r_sq = dx * dx + dy * dy + dz * dz;
       if (r_sq >= cutoff_sq) continue;
-      if (r_sq < kMinDistance * kMinDistance)
-        error->one(FLERR, "pair_style superionic: atoms {} and {} are {:.4g} A apart (< {} A) at step {}; the structure overlaps or the time step is too large",
-                   atom->tag[i], atom->tag[j], std::sqrt(r_sq), kMinDistance, update->ntimestep);
-      edge_src.push_back(node_i);
-      edge_dst.push_back(node_j);
-      edge_vec.push_back(dx);
-      edge_vec.push_back(dy);
-      edge_vec.push_back(dz);
+      if (r_sq < kMinDistance * kMinDistance) return jj;
+      emit(node_i, node_j, dx, dy, dz);
     }
+    return -1;
+  };
+
+  if (threads == 1) {
+    size_t bound = 0;
+    for (int ii = 0; ii < n_sources; ii++) bound += numneigh[ilist[ii]];
+    // resize keeps the capacity of earlier steps and initialises only what grows.
+    edge_src.resize(bound);
+    edge_dst.resize(bound);
+    edge_vec.resize(3 * bound);
+    int64_t *src = edge_src.data(), *dst = edge_dst.data();
+    double *vec = edge_vec.data();
+    size_t e = 0;
+    auto store = [&](int64_t a, int64_t b, double dx, double dy, double dz) {
+      src[e] = a;
+      dst[e] = b;
+      vec[3 * e] = dx;
+      vec[3 * e + 1] = dy;
+      vec[3 * e + 2] = dz;
+      e++;
+    };
+    for (int ii = 0; ii < n_sources && overlap_ii < 0; ii++)
+      if ((overlap_jj = scan(ii, store)) >= 0) overlap_ii = ii;
+    edge_src.resize(e);
+    edge_dst.resize(e);
+    edge_vec.resize(3 * e);
+  } else {
+    edge_offset.resize(static_cast<size_t>(n_sources) + 1);
+    int64_t *offset = edge_offset.data();
+    bool overlap = false;
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(|| : overlap)
+#endif
+    for (int ii = 0; ii < n_sources; ii++) {
+      int64_t count = 0;
+      auto tally = [&](int64_t, int64_t, double, double, double) { count++; };
+      if (!overlap && scan(ii, tally) >= 0) overlap = true;
+      offset[ii + 1] = count;
+    }
+    if (overlap) {
+      // The message names the first overlapping pair in list order, as on one thread.
+      auto none = [](int64_t, int64_t, double, double, double) {};
+      for (int ii = 0; ii < n_sources && overlap_ii < 0; ii++)
+        if ((overlap_jj = scan(ii, none)) >= 0) overlap_ii = ii;
+    } else {
+      offset[0] = 0;
+      for (int ii = 0; ii < n_sources; ii++) offset[ii + 1] += offset[ii];
+      const size_t n_edges = static_cast<size_t>(offset[n_sources]);
+      edge_src.resize(n_edges);
+      edge_dst.resize(n_edges);
+      edge_vec.resize(3 * n_edges);
+      int64_t *src = edge_src.data(), *dst = edge_dst.data();
+      double *vec = edge_vec.data();
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(threads) schedule(static)
+#endif
+      for (int ii = 0; ii < n_sources; ii++) {
+        int64_t e = offset[ii];
+        auto store = [&](int64_t a, int64_t b, double dx, double dy, double dz) {
+          src[e] = a;
+          dst[e] = b;
+          vec[3 * e] = dx;
+          vec[3 * e + 1] = dy;
+          vec[3 * e + 2] = dz;
+          e++;
+        };
+        scan(ii, store);
+      }
+    }
+  }
+  if (overlap_ii >= 0) {
+    const int i = ilist[overlap_ii];
+    const int j = firstneigh[i][overlap_jj] & NEIGHMASK;
+    const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+    error->one(FLERR, "pair_style superionic: atoms {} and {} are {:.4g} A apart (< {} A) at step {}; the structure overlaps or the time step is too large",
+               atom->tag[i], atom->tag[j], std::sqrt(dx * dx + dy * dy + dz * dz), kMinDistance, update->ntimestep);
   }
 }
 
@@ -499,6 +590,102 @@ void PairSuperionic::evaluate(int member, int64_t n_nodes, int64_t n_local, int6
   } catch (const superionic::ModelError &e) {
     error->one(FLERR, "pair_style superionic: {}", e.what());
   }
+}
+
+void PairSuperionic::add_forces(int64_t n_edges)
+{
+  double **f = atom->f;
+  for (int64_t e = 0; e < n_edges; e++) {
+    const int i = static_cast<int>(atom_of_node[edge_src[e]]);
+    const int j = static_cast<int>(atom_of_node[edge_dst[e]]);
+    const double *g = &edge_grad[3 * e];
+    // edge_vec = r_j - r_i, so F_i = -dE/dr_i = +edge_grad and F_j = -edge_grad.
+    f[i][0] += g[0];
+    f[i][1] += g[1];
+    f[i][2] += g[2];
+    f[j][0] -= g[0];
+    f[j][1] -= g[1];
+    f[j][2] -= g[2];
+    if (vflag_either) {
+      const double *d = &edge_vec[3 * e];
+      // LAMMPS's pair virial is (r_i - r_j) (x) f_i = -edge_vec (x) edge_grad, order xx yy zz xy xz yz.
+      const double v[6] = {-d[0] * g[0], -d[1] * g[1], -d[2] * g[2],
+                           -d[0] * g[1], -d[0] * g[2], -d[1] * g[2]};
+      if (vflag_global)
+        for (int k = 0; k < 6; k++) virial[k] += v[k];
+      if (vflag_atom)
+        for (int k = 0; k < 6; k++) {
+          vatom[i][k] += 0.5 * v[k];
+          vatom[j][k] += 0.5 * v[k];
+        }
+    }
+  }
+}
+
+void PairSuperionic::add_forces_threaded(int64_t n_edges)
+{
+  // The sources' forces go straight into atom->f (a thread's sources are its own atoms); the
+  // destinations' into a scratch row per thread, summed over threads afterwards in atom order.
+  const int threads = graph_threads;
+  const int nall = atom->nlocal + atom->nghost;
+  const int n_sources = static_cast<int>(edge_offset.size()) - 1;
+  const int64_t *offset = edge_offset.data();
+  const int64_t *src = edge_src.data(), *dst = edge_dst.data(), *atom_of = atom_of_node.data();
+  const double *grad = edge_grad.data(), *vec = edge_vec.data();
+  double **f = atom->f;
+  force_scratch.resize(static_cast<size_t>(threads) * 3 * nall);
+  double *scratch = force_scratch.data();
+  double v_sum[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  const bool want_virial = vflag_global;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(threads) reduction(+ : v_sum[:6])
+#endif
+  {
+#if defined(_OPENMP)
+    const int t = omp_get_thread_num();
+#else
+    const int t = 0;
+#endif
+    double *mine = scratch + static_cast<size_t>(t) * 3 * nall;
+    std::fill(mine, mine + 3 * static_cast<size_t>(nall), 0.0);
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+    for (int ii = 0; ii < n_sources; ii++) {
+      if (offset[ii] == offset[ii + 1]) continue;
+      double fi[3] = {0.0, 0.0, 0.0};
+      for (int64_t e = offset[ii]; e < offset[ii + 1]; e++) {
+        const double *g = grad + 3 * e;
+        double *fj = mine + 3 * atom_of[dst[e]];
+        for (int c = 0; c < 3; c++) {
+          fi[c] += g[c];
+          fj[c] -= g[c];
+        }
+        if (want_virial) {
+          const double *d = vec + 3 * e;
+          v_sum[0] -= d[0] * g[0];
+          v_sum[1] -= d[1] * g[1];
+          v_sum[2] -= d[2] * g[2];
+          v_sum[3] -= d[0] * g[1];
+          v_sum[4] -= d[0] * g[2];
+          v_sum[5] -= d[1] * g[2];
+        }
+      }
+      double *f_src = f[atom_of[src[offset[ii]]]];
+      for (int c = 0; c < 3; c++) f_src[c] += fi[c];
+    }
+    // The implicit barrier of the loop above: every thread's scratch is complete.
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+    for (int a = 0; a < nall; a++)
+      for (int c = 0; c < 3; c++) {
+        double sum = 0.0;
+        for (int u = 0; u < threads; u++) sum += scratch[(static_cast<size_t>(u) * nall + a) * 3 + c];
+        f[a][c] += sum;
+      }
+  }
+  for (int k = 0; k < 6; k++) virial[k] += v_sum[k];
 }
 
 void PairSuperionic::compute(int eflag, int vflag)
@@ -539,32 +726,10 @@ void PairSuperionic::compute(int eflag, int vflag)
     if (eflag_atom)
       for (int64_t n = 0; n < n_local; n++) eatom[atom_of_node[n]] += atom_energy[n];
 
-    double **f = atom->f;
-    for (int64_t e = 0; e < n_edges; e++) {
-      const int i = static_cast<int>(atom_of_node[edge_src[e]]);
-      const int j = static_cast<int>(atom_of_node[edge_dst[e]]);
-      const double *g = &edge_grad[3 * e];
-      // edge_vec = r_j - r_i, so F_i = -dE/dr_i = +edge_grad and F_j = -edge_grad.
-      f[i][0] += g[0];
-      f[i][1] += g[1];
-      f[i][2] += g[2];
-      f[j][0] -= g[0];
-      f[j][1] -= g[1];
-      f[j][2] -= g[2];
-      if (vflag_either) {
-        const double *d = &edge_vec[3 * e];
-        // LAMMPS's pair virial is (r_i - r_j) (x) f_i = -edge_vec (x) edge_grad, order xx yy zz xy xz yz.
-        const double v[6] = {-d[0] * g[0], -d[1] * g[1], -d[2] * g[2],
-                             -d[0] * g[1], -d[0] * g[2], -d[1] * g[2]};
-        if (vflag_global)
-          for (int k = 0; k < 6; k++) virial[k] += v[k];
-        if (vflag_atom)
-          for (int k = 0; k < 6; k++) {
-            vatom[i][k] += 0.5 * v[k];
-            vatom[j][k] += 0.5 * v[k];
-          }
-      }
-    }
+    if (graph_threads > 1 && !vflag_atom)
+      add_forces_threaded(n_edges);
+    else
+      add_forces(n_edges);
 
     // Member 0's forces are also kept apart from atom->f, which may hold other styles' forces.
     for (int k = 0; deviation_step && k < K; k++) {

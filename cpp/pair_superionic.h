@@ -81,6 +81,13 @@ class PairSuperionic : public Pair {
   // Per-step work arrays sized by local + ghost atoms and local edges, reused between steps.
   std::vector<int64_t> node_of_atom, atom_of_node, species, edge_src, edge_dst;
   std::vector<double> edge_vec, atom_energy, edge_grad;
+  // With several threads: edge_offset[ii] is the first edge of neighbour-list source ii (from
+  // build_graph, which also sets graph_threads), and force_scratch holds each thread's forces
+  // on the edges' destination atoms until they are summed into atom->f.
+  std::vector<int64_t> edge_offset;
+  std::vector<double> force_scratch;
+  int graph_threads = 1;
+  int graph_threads_logged = 0;  // the count last written to the log; 0: none yet
 
   void allocate();
   // The kk style overrides it: on a Kokkos GPU build the model goes to the GPU Kokkos runs on.
@@ -89,6 +96,9 @@ class PairSuperionic : public Pair {
   void write_debug_edges();
   void load_models(const std::vector<std::string> &paths);
   void evaluate(int member, int64_t n_nodes, int64_t n_local, int64_t n_edges);
+  // Each edge's gradient into atom->f (and the virial): serially, or on graph_threads threads.
+  void add_forces(int64_t n_edges);
+  void add_forces_threaded(int64_t n_edges);
   void committee_deviation(int64_t n_local);
   void open_devi_file();
 };
