@@ -422,11 +422,21 @@ def summarise(rows: list[Row]) -> dict:
             f"kernel / NEP_CPU per core, 3200 atoms: {kernel.per_core / nep.per_core:.2f}x (target 2x)"
         )
     teacher = find("SevenNet-0", 200, threads=2)
-    two_ranks = find("sprinter native", 3200, ranks=2)
-    if teacher and two_ranks:
-        ratio = two_ranks.atom_steps_per_s / teacher.atom_steps_per_s
-        out["kernel_over_sevennet_2cores"] = ratio
-        out["lines"].append(f"kernel (2 ranks) / SevenNet-0 (2 threads), wall: {ratio:.0f}x (target 3000x)")
+    # On two cores the kernel may run as 2 ranks x 1 thread or 1 rank x 2 threads; a user picks
+    # the faster, so the target is judged on it, and both are stated.
+    layouts = {
+        "2 ranks": find("sprinter native", 3200, ranks=2),
+        "2 threads": find("sprinter native", 3200, threads=2),
+    }
+    ratios = {k: r.atom_steps_per_s / teacher.atom_steps_per_s for k, r in layouts.items() if r and teacher}
+    if ratios:
+        best = max(ratios, key=ratios.__getitem__)
+        out["kernel_over_sevennet_2cores"] = ratios[best]
+        out["kernel_over_sevennet_2cores_layout"] = best
+        stated = ", ".join(f"{k} {v:.0f}x" for k, v in ratios.items())
+        out["lines"].append(
+            f"kernel on 2 cores / SevenNet-0 (2 threads), wall: {ratios[best]:.0f}x ({stated}; target 3000x)"
+        )
     per_atom = [r.per_core for n in REPEATS if (r := find("sprinter native", n))]
     if len(per_atom) > 1:
         spread = max(per_atom) / min(per_atom) - 1
