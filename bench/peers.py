@@ -129,11 +129,14 @@ def run_measured(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -
     return output, peak
 
 
-def lammps_deck(n_atoms: int, pair: str, steps: int) -> str:
+def lammps_deck(n_atoms: int, pair: str, steps: int, threads: int = 1) -> str:
     # The neighbour skin of lammps_inputs/nvt.in, which `superionic md` runs: 1 A, not metal
-    # units' default 2 A, which gives a 5 A model 2.7x more candidate pairs than edges.
+    # units' default 2 A, which gives a 5 A model 2.7x more candidate pairs than edges. With
+    # threads, LAMMPS's OPENMP package threads its neighbour-list build too (`package omp`).
+    omp = f"package omp {threads} neigh yes" if threads > 1 else ""
     return textwrap.dedent(
         f"""\
+        {omp}
         units metal
         atom_style atomic
         read_data data.{n_atoms}
@@ -153,7 +156,7 @@ def lammps_deck(n_atoms: int, pair: str, steps: int) -> str:
 def lammps_row(
     name: str, pair: str, workdir: Path, n_atoms: int, steps: int, ranks: int = 1, threads: int = 1
 ) -> Row:
-    (workdir / "in.lmp").write_text(lammps_deck(n_atoms, pair, steps))
+    (workdir / "in.lmp").write_text(lammps_deck(n_atoms, pair, steps, threads))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     output, rss = run_measured([*lammps_command(ranks), "-in", "in.lmp"], workdir, env)
     loops, cpus = LOOP_RE.findall(output), CPU_RE.findall(output)

@@ -52,12 +52,19 @@ class ForcesOnly:
 
 
 def forces_only(
-    workdir: Path, atoms: Atoms, model: Path, pair_style: str, nprocs: int = 1, steps: int = 0
+    workdir: Path,
+    atoms: Atoms,
+    model: Path,
+    pair_style: str,
+    nprocs: int = 1,
+    steps: int = 0,
+    preamble: tuple[str, ...] = (),
 ) -> ForcesOnly:
     """No per-atom energy or virial is asked for: the pair style's threaded force sum runs."""
     workdir.mkdir(parents=True, exist_ok=True)
     write_lammps_data(workdir / "structure.data", atoms, SPECIES)
     lines = [
+        *preamble,
         "units metal",
         "atom_style atomic",
         "atom_modify map yes",
@@ -144,3 +151,20 @@ def test_overlap_is_reported_with_threads(tmp_path: Path, sprinter: Path) -> Non
         forces_only(tmp_path, atoms, sprinter, "superionic threads 2")
     message = str(raised.value)
     assert re.search(r"atoms (701 and 702|702 and 701) are 0\.05 A apart \(< 0\.1 A\)", message), message
+
+
+def test_lammps_threaded_neighbour_list(tmp_path: Path, sprinter: Path) -> None:
+    """`package omp 2` (LAMMPS's OPENMP package) threads the neighbour-list build as well; the
+    pair style takes that list like any other."""
+    atoms = big_cell(seed=9)
+    one = forces_only(tmp_path / "one", atoms, sprinter, "superionic threads 1", steps=20)
+    omp = forces_only(
+        tmp_path / "omp",
+        atoms,
+        sprinter,
+        "superionic threads 2",
+        steps=20,
+        preamble=("package omp 2 neigh yes",),
+    )
+    assert "pair build: full/bin/atomonly/omp" in omp.output
+    assert_close(omp, one, tol=1e-9)
