@@ -159,7 +159,9 @@ def write_inputs(work: Path) -> int:
 def deck(precision: str, steps: int, rebuild_every: int, threads: int = 1) -> str:
     # Neighbour lists are rebuilt on a fixed schedule inside the counted steps so that their share
     # is measured, not left to whether an atom happened to move half the skin in a few steps.
-    return f"""units metal
+    # With threads, LAMMPS's OPENMP package threads the neighbour-list build, as bench/peers.py does.
+    omp = f"package omp {threads} neigh yes\n" if threads > 1 else ""
+    return f"""{omp}units metal
 atom_style atomic
 read_data data.lgps
 pair_style superionic backend native precision {precision} threads {threads}

@@ -622,7 +622,7 @@ void PairSuperionic::add_forces(int64_t n_edges)
   }
 }
 
-void PairSuperionic::add_forces_threaded(int64_t n_edges)
+void PairSuperionic::add_forces_threaded()
 {
   // The sources' forces go straight into atom->f (a thread's sources are its own atoms); the
   // destinations' into a scratch row per thread, summed over threads afterwards in atom order.
@@ -727,7 +727,7 @@ void PairSuperionic::compute(int eflag, int vflag)
       for (int64_t n = 0; n < n_local; n++) eatom[atom_of_node[n]] += atom_energy[n];
 
     if (graph_threads > 1 && !vflag_atom)
-      add_forces_threaded(n_edges);
+      add_forces_threaded();
     else
       add_forces(n_edges);
 

@@ -98,7 +98,7 @@ class PairSuperionic : public Pair {
   void evaluate(int member, int64_t n_nodes, int64_t n_local, int64_t n_edges);
   // Each edge's gradient into atom->f (and the virial): serially, or on graph_threads threads.
   void add_forces(int64_t n_edges);
-  void add_forces_threaded(int64_t n_edges);
+  void add_forces_threaded();
   void committee_deviation(int64_t n_local);
   void open_devi_file();
 };
