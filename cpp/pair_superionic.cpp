@@ -485,24 +485,29 @@ void PairSuperionic::build_graph()
     return -1;
   };
 
+  // Sizes the edge arrays (resize keeps the capacity of earlier steps and initialises only what
+  // grows) and returns an emitter for scan that writes edges from index e on, advancing e.
+  auto edges_from = [&](size_t n_edges) {
+    edge_src.resize(n_edges);
+    edge_dst.resize(n_edges);
+    edge_vec.resize(3 * n_edges);
+    return [src = edge_src.data(), dst = edge_dst.data(), vec = edge_vec.data()](int64_t &e) {
+      return [src, dst, vec, &e](int64_t a, int64_t b, double dx, double dy, double dz) {
+        src[e] = a;
+        dst[e] = b;
+        vec[3 * e] = dx;
+        vec[3 * e + 1] = dy;
+        vec[3 * e + 2] = dz;
+        e++;
+      };
+    };
+  };
+
   if (threads == 1) {
     size_t bound = 0;
     for (int ii = 0; ii < n_sources; ii++) bound += numneigh[ilist[ii]];
-    // resize keeps the capacity of earlier steps and initialises only what grows.
-    edge_src.resize(bound);
-    edge_dst.resize(bound);
-    edge_vec.resize(3 * bound);
-    int64_t *src = edge_src.data(), *dst = edge_dst.data();
-    double *vec = edge_vec.data();
-    size_t e = 0;
-    auto store = [&](int64_t a, int64_t b, double dx, double dy, double dz) {
-      src[e] = a;
-      dst[e] = b;
-      vec[3 * e] = dx;
-      vec[3 * e + 1] = dy;
-      vec[3 * e + 2] = dz;
-      e++;
-    };
+    int64_t e = 0;
+    auto store = edges_from(bound)(e);
     for (int ii = 0; ii < n_sources && overlap_ii < 0; ii++)
       if ((overlap_jj = scan(ii, store)) >= 0) overlap_ii = ii;
     edge_src.resize(e);
@@ -529,26 +534,13 @@ void PairSuperionic::build_graph()
     } else {
       offset[0] = 0;
       for (int ii = 0; ii < n_sources; ii++) offset[ii + 1] += offset[ii];
-      const size_t n_edges = static_cast<size_t>(offset[n_sources]);
-      edge_src.resize(n_edges);
-      edge_dst.resize(n_edges);
-      edge_vec.resize(3 * n_edges);
-      int64_t *src = edge_src.data(), *dst = edge_dst.data();
-      double *vec = edge_vec.data();
+      const auto emitter = edges_from(static_cast<size_t>(offset[n_sources]));
 #if defined(_OPENMP)
 #pragma omp parallel for num_threads(threads) schedule(static)
 #endif
       for (int ii = 0; ii < n_sources; ii++) {
         int64_t e = offset[ii];
-        auto store = [&](int64_t a, int64_t b, double dx, double dy, double dz) {
-          src[e] = a;
-          dst[e] = b;
-          vec[3 * e] = dx;
-          vec[3 * e + 1] = dy;
-          vec[3 * e + 2] = dz;
-          e++;
-        };
-        scan(ii, store);
+        scan(ii, emitter(e));
       }
     }
   }
