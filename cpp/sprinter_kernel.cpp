@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "metadata.h"
+#include "sprinter_maths.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -26,7 +27,7 @@
 namespace superionic {
 namespace {
 
-constexpr int kMaxL = 4;
+using maths::kMaxL;
 
 // x86-64 GCC builds carry a second copy of the per-atom loop for AVX2 + FMA (see use_avx2).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -51,8 +52,7 @@ constexpr int kMaxL = 4;
 constexpr int kMaxBasis = 64;     // the per-edge basis lives in registers or on the stack
 constexpr int kMaxChannels = 64;  // so do the angular channels
 
-// Flat index of (l, m) among the harmonics l = 1..l_max: l = 1 starts at 0, l = 2 at 3, ...
-constexpr int harmonic_offset(int l) { return l * l - 1; }
+using maths::harmonic_offset;  // the flat index of (l, m) among the harmonics l = 1..l_max
 
 // phase: other
 void require(bool ok, const std::string &what) {

@@ -145,129 +145,6 @@ SI_INLINE void vsincos(Vec<Real> theta, Vec<Real> &c, Vec<Real> &s) {
   s = cp;           // sin(phi + pi/2) = cos(phi)
 }
 
-// Schmidt semi-normalised real harmonics, exactly the polynomials of sprinter.real_harmonics, for W
-// edges at once; Y[m * stride] receives harmonic m.
-// phase: edge forward: harmonics Y_lm
-template <typename Real>
-SI_INLINE void harmonics(Vec<Real> x, Vec<Real> y, Vec<Real> z, int l_max, Vec<Real> *Y, int stride) {
-  using V = Vec<Real>;
-  const Real SQ3 = Real(1.7320508075688772), SQ5 = Real(2.23606797749979), SQ10 = Real(3.1622776601683795);
-  const Real SQ15 = Real(3.872983346207417), SQ35 = Real(5.916079783099616), SQ70 = Real(8.366600265340756);
-  const Real SQ3_8 = Real(0.6123724356957945), SQ5_8 = Real(0.7905694150420949);
-#define SI_Y(m) Y[(m) * stride]
-  SI_Y(0) = x;
-  SI_Y(1) = y;
-  SI_Y(2) = z;
-  if (l_max >= 2) {
-    const V xx_yy = x * x - y * y;
-    SI_Y(3) = (Real(3) * z * z - Real(1)) * Real(0.5);
-    SI_Y(4) = SQ3 * x * z;
-    SI_Y(5) = SQ3 * y * z;
-    SI_Y(6) = SQ3 / 2 * xx_yy;
-    SI_Y(7) = SQ3 * x * y;
-  }
-  if (l_max >= 3) {
-    const V z2 = Real(5) * z * z;
-    SI_Y(8) = z * (z2 - Real(3)) * Real(0.5);
-    SI_Y(9) = SQ3_8 * x * (z2 - Real(1));
-    SI_Y(10) = SQ3_8 * y * (z2 - Real(1));
-    SI_Y(11) = SQ15 / 2 * z * (x * x - y * y);
-    SI_Y(12) = SQ15 * x * y * z;
-    SI_Y(13) = SQ5_8 * x * (x * x - Real(3) * y * y);
-    SI_Y(14) = SQ5_8 * y * (Real(3) * x * x - y * y);
-  }
-  if (l_max >= 4) {
-    const V z2 = Real(7) * z * z;
-    const V zz = z * z;
-    SI_Y(15) = (Real(35) * zz * zz - Real(30) * zz + Real(3)) * Real(0.125);
-    SI_Y(16) = SQ10 / 4 * x * z * (z2 - Real(3));
-    SI_Y(17) = SQ10 / 4 * y * z * (z2 - Real(3));
-    SI_Y(18) = SQ5 / 4 * (x * x - y * y) * (z2 - Real(1));
-    SI_Y(19) = SQ5 / 2 * x * y * (z2 - Real(1));
-    SI_Y(20) = SQ70 / 4 * x * z * (x * x - Real(3) * y * y);
-    SI_Y(21) = SQ70 / 4 * y * z * (Real(3) * x * x - y * y);
-    SI_Y(22) = SQ35 / 8 * (x * x * x * x - Real(6) * x * x * y * y + y * y * y * y);
-    SI_Y(23) = SQ35 / 2 * x * y * (x * x - y * y);
-  }
-#undef SI_Y
-}
-
-// g = sum_m w[m] * grad Y_m(u), the gradient taken in R^3 (projection onto the sphere is done by the
-// caller, matching autograd through u = v / |v|).
-// phase: edge backward: harmonics gradient
-template <typename Real>
-SI_INLINE void harmonics_grad(Vec<Real> x, Vec<Real> y, Vec<Real> z, int l_max, const Vec<Real> *w, Vec<Real> &gx,
-                              Vec<Real> &gy, Vec<Real> &gz) {
-  using V = Vec<Real>;
-  const Real SQ3 = Real(1.7320508075688772), SQ5 = Real(2.23606797749979), SQ10 = Real(3.1622776601683795);
-  const Real SQ15 = Real(3.872983346207417), SQ35 = Real(5.916079783099616), SQ70 = Real(8.366600265340756);
-  const Real SQ3_8 = Real(0.6123724356957945), SQ5_8 = Real(0.7905694150420949);
-  gx = w[0];
-  gy = w[1];
-  gz = w[2];
-  if (l_max >= 2) {
-    const V *W = w + 3;
-    gz += W[0] * Real(3) * z;
-    gx += W[1] * SQ3 * z;
-    gz += W[1] * SQ3 * x;
-    gy += W[2] * SQ3 * z;
-    gz += W[2] * SQ3 * y;
-    gx += W[3] * SQ3 * x;
-    gy -= W[3] * SQ3 * y;
-    gx += W[4] * SQ3 * y;
-    gy += W[4] * SQ3 * x;
-  }
-  if (l_max >= 3) {
-    const V *W = w + 8;
-    const V a = Real(5) * z * z - Real(1);
-    const V xx_yy = x * x - y * y;
-    gz += W[0] * (Real(15) * z * z - Real(3)) * Real(0.5);
-    gx += W[1] * SQ3_8 * a;
-    gz += W[1] * (SQ3_8 * 10) * x * z;
-    gy += W[2] * SQ3_8 * a;
-    gz += W[2] * (SQ3_8 * 10) * y * z;
-    gx += W[3] * SQ15 * x * z;
-    gy -= W[3] * SQ15 * y * z;
-    gz += W[3] * (SQ15 / 2) * xx_yy;
-    gx += W[4] * SQ15 * y * z;
-    gy += W[4] * SQ15 * x * z;
-    gz += W[4] * SQ15 * x * y;
-    gx += W[5] * (SQ5_8 * 3) * xx_yy;
-    gy -= W[5] * (SQ5_8 * 6) * x * y;
-    gx += W[6] * (SQ5_8 * 6) * x * y;
-    gy += W[6] * (SQ5_8 * 3) * xx_yy;
-  }
-  if (l_max >= 4) {
-    const V *W = w + 15;
-    const V zz = z * z;
-    const V b = Real(7) * zz - Real(1);
-    const V c = Real(7) * zz * z - Real(3) * z;
-    const V d = Real(21) * zz - Real(3);
-    const V xx_yy = x * x - y * y;
-    gz += W[0] * (Real(140) * zz * z - Real(60) * z) * Real(0.125);
-    gx += W[1] * (SQ10 / 4) * c;
-    gz += W[1] * (SQ10 / 4) * x * d;
-    gy += W[2] * (SQ10 / 4) * c;
-    gz += W[2] * (SQ10 / 4) * y * d;
-    gx += W[3] * (SQ5 / 4 * 2) * x * b;
-    gy -= W[3] * (SQ5 / 4 * 2) * y * b;
-    gz += W[3] * (SQ5 / 4 * 14) * xx_yy * z;
-    gx += W[4] * (SQ5 / 2) * y * b;
-    gy += W[4] * (SQ5 / 2) * x * b;
-    gz += W[4] * (SQ5 / 2 * 14) * x * y * z;
-    gx += W[5] * (SQ70 / 4 * 3) * xx_yy * z;
-    gy -= W[5] * (SQ70 / 4 * 6) * x * y * z;
-    gz += W[5] * (SQ70 / 4) * x * (x * x - Real(3) * y * y);
-    gx += W[6] * (SQ70 / 4 * 6) * x * y * z;
-    gy += W[6] * (SQ70 / 4 * 3) * xx_yy * z;
-    gz += W[6] * (SQ70 / 4) * y * (Real(3) * x * x - y * y);
-    gx += W[7] * (SQ35 / 8) * (Real(4) * x * x * x - Real(12) * x * y * y);
-    gy += W[7] * (SQ35 / 8) * (Real(4) * y * y * y - Real(12) * x * x * y);
-    gx += W[8] * (SQ35 / 2) * (Real(3) * x * x * y - y * y * y);
-    gy += W[8] * (SQ35 / 2) * (x * x * x - Real(3) * x * y * y);
-  }
-}
-
 // out[j] = sum_b Y_j(b) * h(b) over the n blocks, for MB consecutive harmonics held in registers;
 // block b's values lie at Y[b * stride + j] and h[b * stride].
 // phase: edge forward: angular moments h, M
@@ -446,45 +323,15 @@ void SI_ATOMS(const Pass<Real> &c) {
       q_b[kZ] = z;
       q_b[kR] = inv_r;
       const V xr = r * inv_rc;
-      const auto inside = r2 < rc2;
-      const V omx = one - r2 * inv_rc2;
-      const V fc = inside ? omx * omx * omx : zero;
-      const V dfc = inside ? Real(-6) * inv_rc2 * r * omx * omx : zero;
+      V fc, dfc;
+      maths::envelope<V, Real>(r, r2, rc2, inv_rc2, fc, dfc);
 
       // phase: edge forward: radial basis (cos/sin recurrence), per-species sums
       V basis[KMax];
       if (t.chebyshev) {
         V c1, s1;
         vsincos<Real>((xr < one ? xr : one) * f1, c1, s1);
-        const V two_c1 = c1 + c1;
-        V cm2 = one, sm2 = zero, cm1 = c1, sm1 = s1;
-        for (int k = 0; k < K; k++) {
-          V ck, sk;
-          if (k == 0) {
-            ck = one;
-            sk = zero;
-          } else if (k == 1) {
-            ck = c1;
-            sk = s1;
-          } else {
-            ck = two_c1 * cm1 - cm2;
-            sk = two_c1 * sm1 - sm2;
-            cm2 = cm1;
-            sm2 = sm1;
-            cm1 = ck;
-            sm1 = sk;
-          }
-          const Real slip = slip_k[k];
-          if (slip != 0) {
-            const V d = xr * slip;
-            const V cd = one - d * d * Real(0.5), sd = d - d * d * d * Real(1.0 / 6.0);
-            const V cc = ck * cd - sk * sd;
-            sk = sk * cd + ck * sd;
-            ck = cc;
-          }
-          basis[k] = ck * fc;
-          q_b[oDb + k] = neg_freq_rc[k] * sk * fc + ck * dfc;
-        }
+        maths::chebyshev_basis<V, Real>(K, c1, s1, xr, fc, dfc, slip_k, neg_freq_rc, basis, q_b + oDb, 1);
       } else {
         for (int k = 0; k < K; k++) {
           V ck, sk;
@@ -535,7 +382,7 @@ void SI_ATOMS(const Pass<Real> &c) {
           }
         }
         for (int ch = 0; ch < Ca; ch++) q_b[oH + ch] = hv[ch];
-        harmonics<Real>(x, y, z, L, q_b + oY, 1);
+        maths::harmonics<V, Real>(x, y, z, L, q_b + oY, 1);
       }
       // phase: edge forward: core repulsion
       // Core repulsion 0.5 A (R/r^2 - 1)^3 below r = sqrt(R): its gradient is a multiple of v.
@@ -549,15 +396,13 @@ void SI_ATOMS(const Pass<Real> &c) {
           for (int s = lo; s <= hi; s++)
             if (present[s]) Rc = sv == splat<Real>(Real(s)) ? splat<Real>(t.core_r2[si * S + s]) : Rc;
         }
-        const V ratio = Rc / r2;
-        const auto over = ratio > one;
-        const V ex = ratio - one;
-        const V e_core = over ? (Real(0.5) * core_a) * ex * ex * ex : zero;
+        V e_core, d_core;
+        maths::core_repulsion<V, Real>(Rc, r, r2, core_a, e_core, d_core);
         if constexpr (sizeof(Real) == sizeof(double))
           core_acc += e_core;
         else
           for (int l = 0; l < W; l++) core_energy += static_cast<double>(e_core[l]);
-        q_b[kCore] = over ? (Real(-3) * core_a) * ex * ex * Rc * r / (r2 * r2) : zero;
+        q_b[kCore] = d_core;
       } else {
         q_b[kCore] = zero;
       }
@@ -688,7 +533,7 @@ void SI_ATOMS(const Pass<Real> &c) {
           dY[m] = acc;
           for (int ch = 0; ch < Ca; ch++) dh[ch] += ym * T[ch];
         }
-        harmonics_grad<Real>(x, y, z, L, dY, gx, gy, gz);
+        maths::harmonics_grad<V, Real>(x, y, z, L, dY, gx, gy, gz);
       }
       // phase: edge backward: dE/dr, edge gradient
       auto radial_grad = [&](int s, V &acc) {
@@ -716,11 +561,8 @@ void SI_ATOMS(const Pass<Real> &c) {
         }
       }
       const V inv_r = q_b[kR];
-      const V gu = gx * x + gy * y + gz * z;
-      const V radial_part = dEdr + q_b[kCore];
-      const V fx = radial_part * x + (gx - gu * x) * inv_r;
-      const V fy = radial_part * y + (gy - gu * y) * inv_r;
-      const V fz = radial_part * z + (gz - gu * z) * inv_r;
+      V fx, fy, fz;
+      maths::edge_gradient<V>(dEdr + q_b[kCore], x, y, z, inv_r, gx, gy, gz, fx, fy, fz);
       for (int l = 0; l < W; l++) {
         const int64_t e = eidx[b * W + l];
         if (e < 0) break;
