@@ -129,24 +129,78 @@ std::string PairSuperionicKokkos<DeviceType>::resolve_device()
   if (num_threads > 0) superionic::Model::set_num_threads(num_threads);
   threads_per_rank = superionic::Model::num_threads();
   const std::string kokkos_gpu = fmt::format("cuda:{}", where.device);
-  if (superionic::Model::cuda_device_count() == 0)
-    error->one(FLERR, "pair_style superionic/kk: this LAMMPS runs Kokkos on GPU {}, but the torch superionic was built against sees no CUDA device (a CPU-only torch wheel?); rebuild superionic against the CUDA torch wheel",
-               where.device);
   if (device_given && device_request != "cuda" && device_request != "auto" && device_request != kokkos_gpu)
     error->one(FLERR, "pair_style superionic/kk: device {} but Kokkos runs this rank on GPU {}, where the edges are; drop the device keyword (the model then runs on that GPU) or run without -sf kk",
                device_request, where.device);
+  // The Kokkos-native kernel takes the weights from a host copy of the model: no CUDA libtorch needed.
+  if (load_on_host) return "cpu";
+  if (superionic::Model::cuda_device_count() == 0)
+    error->one(FLERR, "pair_style superionic/kk: this LAMMPS runs Kokkos on GPU {}, but the torch superionic was built against sees no CUDA device (a CPU-only torch wheel?); rebuild superionic against the CUDA torch wheel",
+               where.device);
   return kokkos_gpu;
 }
+
+namespace {
+// Whether the Kokkos-native kernel takes the model in `path` (a sprinter within its limits), read on
+// the host; "" if it does, else why not.
+std::string native_refusal(const std::string &path)
+{
+  try {
+    superionic::Model probe(path, "cpu");
+    const superionic::SprinterKernel *kernel = probe.native_kernel();
+    if (!kernel) return probe.native_unavailable_reason();
+    return superionic::kk::unsupported_reason(kernel->params());
+  } catch (const superionic::ModelError &e) {
+    return e.what();
+  }
+}
+}  // namespace
 
 template <class DeviceType>
 void PairSuperionicKokkos<DeviceType>::coeff(int narg, char **arg)
 {
+  const superionic::ArraySpace where = array_space();
+  const bool gpu = where.kind == superionic::ArraySpace::Kind::Gpu;
+  // On a GPU space the base class would load the model onto the GPU for libtorch. A sprinter the
+  // Kokkos kernel takes needs its weights only, read from a host copy (see resolve_device).
+  load_on_host = false;
+  std::string gpu_refusal;
+  if (gpu && backend_request != "torch" && narg >= 3) {
+    gpu_refusal = native_refusal(arg[2]);
+    load_on_host = gpu_refusal.empty();
+    if (backend_request == "native" && !load_on_host)
+      error->all(FLERR, "pair_style superionic/kk backend native: the Kokkos kernel cannot run {}: {}; use backend auto or torch",
+                 arg[2], gpu_refusal);
+  }
   // Models (placed by resolve_device above), type map, cutoffs, setflag and the log: the base's.
   PairSuperionic::coeff(narg, arg);
-  const superionic::ArraySpace where = array_space();
-  if (where.kind == superionic::ArraySpace::Kind::Gpu && kernels[0])
-    error->all(FLERR, "pair_style superionic/kk backend native: the native kernel runs on the CPU, but this Kokkos build keeps the edges on GPU {}; use backend auto or torch",
-               where.device);
+
+  native_kk = 0;
+  std::string how;
+  if (kernels[0]) {
+    const superionic::SprinterParams &params = kernels[0]->params();
+    const std::string why = superionic::kk::unsupported_reason(params);
+    if (why.empty()) {
+      const bool f32 = kernels[0]->precision() == superionic::KernelPrecision::Float32;
+      native_kk = f32 ? 2 : 1;
+      native_default_shape = superionic::kk::is_default_shape(params);
+      if (f32)
+        weights32 = superionic::kk::Weights<DeviceType, float>(params);
+      else
+        weights64 = superionic::kk::Weights<DeviceType, double>(params);
+      how = fmt::format("the Kokkos-native sprinter kernel ({}, {} shape, {} species, l_max {}), no libtorch call",
+                        f32 ? "float32 arithmetic, float64 sums" : "float64",
+                        native_default_shape ? "default" : "generic", params.n_species, params.l_max);
+    } else if (gpu) {
+      error->all(FLERR, "pair_style superionic/kk: the Kokkos kernel cannot run {}: {}; use backend torch", models[0]->path(), why);
+    } else {
+      how = fmt::format("host memory, in place (native kernel; the Kokkos kernel cannot run it: {})", why);
+    }
+  } else {
+    how = describe(where);
+    if (gpu && !gpu_refusal.empty() && backend_request == "auto")
+      how += fmt::format(" (libtorch: {})", gpu_refusal);
+  }
 
   const int ntypes = atom->ntypes;
   auto h_type_species = Kokkos::View<int *, Kokkos::HostSpace>("superionic/kk:type_species", ntypes + 1);
@@ -158,8 +212,7 @@ void PairSuperionicKokkos<DeviceType>::coeff(int narg, char **arg)
     utils::logmesg(lmp,
                    "pair superionic/kk: model {}: neighbour list, edges and force sums as Kokkos kernels ({}); "
                    "the model call on {}\n",
-                   models[0]->path(), DeviceType::execution_space::name(),
-                   kernels[0] ? "host memory, in place (native kernel)" : describe(where));
+                   models[0]->path(), DeviceType::execution_space::name(), how);
 }
 
 template <class DeviceType>
@@ -188,6 +241,11 @@ void PairSuperionicKokkos<DeviceType>::grow_atoms(int nall, int nsources)
     const int n = nsources + nsources / 20 + 2;
     d_edge_count = t_int_1d("superionic/kk:edge_count", n);
     d_edge_offset = t_int_1d("superionic/kk:edge_offset", n);
+  }
+  if (native_kk && static_cast<int>(d_node_first.extent(0)) < nsources + 1) {
+    const int n = nsources + nsources / 20 + 2;
+    d_node_first = t_int_1d("superionic/kk:node_first", n);
+    d_node_count = t_int_1d("superionic/kk:node_count", n);
   }
 }
 
@@ -341,6 +399,11 @@ void PairSuperionicKokkos<DeviceType>::compute(int eflag_in, int vflag_in)
   auto edge_src = d_edge_src;
   auto edge_dst = d_edge_dst;
   auto edge_vec = d_edge_vec;
+  // The Kokkos-native kernel reads each owned node's edges by node (a sprinter is strictly local:
+  // the sources are the owned atoms).
+  const bool node_ranges = native_kk != 0;
+  auto node_first = d_node_first;
+  auto node_count = d_node_count;
   double min_r_sq = cutoff_sq;
   Kokkos::parallel_reduce(
       "superionic/kk:fill_edges", Kokkos::RangePolicy<typename DeviceType::execution_space>(0, n_sources),
@@ -349,6 +412,10 @@ void PairSuperionicKokkos<DeviceType>::compute(int eflag_in, int vflag_in)
         const int64_t node_i = node_of_atom(i);
         if (node_i < 0) return;
         int e = edge_offset(ii);
+        if (node_ranges) {
+          node_first(node_i) = e;
+          node_count(node_i) = edge_count(ii);
+        }
         const int jnum = d_numneigh(i);
         for (int jj = 0; jj < jnum; jj++) {
           const int j = d_neighbors(i, jj) & NEIGHMASK;
@@ -370,7 +437,12 @@ void PairSuperionicKokkos<DeviceType>::compute(int eflag_in, int vflag_in)
   if (min_r_sq < kMinDistance * kMinDistance) report_close_pair(n_edges);
 
   // A rank that owns no atom of this style contributes nothing (as in pair_style superionic).
-  if (n_local > 0) accumulate(n_nodes, n_local, n_edges);
+  if (n_local > 0) {
+    if (native_kk)
+      run_native(n_local);
+    else
+      accumulate(n_nodes, n_local, n_edges);
+  }
 
   if (eflag_atom) {
     k_eatom.template modify<DeviceType>();
@@ -480,6 +552,65 @@ void PairSuperionicKokkos<DeviceType>::accumulate(int64_t n_nodes, int64_t n_loc
     virial[4] += v4;
     virial[5] += v5;
   }
+}
+
+template <class DeviceType>
+void PairSuperionicKokkos<DeviceType>::run_native(int64_t n_local)
+{
+  namespace kk = superionic::kk;
+  if (native_kk == 2) {
+    if (native_default_shape)
+      run_native_as<float, kk::DefaultShape>(n_local, weights32);
+    else
+      run_native_as<float, kk::GenericShape>(n_local, weights32);
+  } else {
+    if (native_default_shape)
+      run_native_as<double, kk::DefaultShape>(n_local, weights64);
+    else
+      run_native_as<double, kk::GenericShape>(n_local, weights64);
+  }
+}
+
+template <class DeviceType>
+template <typename Real, class Shape>
+void PairSuperionicKokkos<DeviceType>::run_native_as(int64_t n_local, const superionic::kk::Weights<DeviceType, Real> &weights)
+{
+  namespace kk = superionic::kk;
+  namespace kx = Kokkos::Experimental;
+  using exec = typename DeviceType::execution_space;
+  auto f = atomKK->k_f.template view<DeviceType>();
+  typename AT::t_kkacc_1d d_eatom;
+  typename AT::t_kkacc_1d_6 d_vatom;
+  if (eflag_atom) d_eatom = k_eatom.template view<DeviceType>();
+  if (vflag_atom) d_vatom = k_vatom.template view<DeviceType>();
+  const kk::Graph<DeviceType> graph{d_edge_vec, d_edge_dst, d_node_first, d_node_count, d_species, d_atom_of_node};
+  kk::EnergyVirial total;
+  // LAMMPS's convention for sums into shared rows: a copy per thread on a threaded host space (no
+  // atomics, a fixed order), atomics on a GPU, plain adds on one thread.
+  auto launch = [&](auto f_sum, auto v_sum) {
+    using Out = kk::Outputs<decltype(f_sum), decltype(d_eatom), decltype(v_sum)>;
+    const Out out{f_sum, d_eatom, v_sum, eflag_atom != 0, vflag_atom != 0, vflag_global != 0};
+    const kk::SprinterForce<DeviceType, Real, Shape, Out> kernel{weights, graph, out, {}, {}};
+    Kokkos::parallel_reduce("superionic/kk:sprinter", Kokkos::RangePolicy<exec>(0, n_local), kernel, total);
+    kx::contribute(f, f_sum);
+    if (vflag_atom) kx::contribute(d_vatom, v_sum);
+  };
+  auto shared = [&]() {
+    launch(kx::create_scatter_view<kx::ScatterSum, kx::ScatterNonDuplicated>(f),
+           kx::create_scatter_view<kx::ScatterSum, kx::ScatterNonDuplicated>(d_vatom));
+  };
+  if constexpr (Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename DeviceType::memory_space>::accessible) {
+    if (exec().concurrency() > 1)
+      launch(kx::create_scatter_view<kx::ScatterSum, kx::ScatterDuplicated>(f),
+             kx::create_scatter_view<kx::ScatterSum, kx::ScatterDuplicated>(d_vatom));
+    else
+      shared();
+  } else {
+    shared();
+  }
+  if (eflag_global) eng_vdwl += total.energy;
+  if (vflag_global)
+    for (int k = 0; k < 6; k++) virial[k] += total.v[k];
 }
 
 namespace LAMMPS_NS {

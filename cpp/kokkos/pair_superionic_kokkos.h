@@ -7,10 +7,16 @@
    node map (LAMMPS atom -> model node, owned atoms first), the edge list (count, scan, fill), the
    closest-pair check, and the sums of forces, energies and virials (global and per atom) into the
    Kokkos views of atom->f, eatom and vatom; the ghost forces reach their owners through LAMMPS's
-   Kokkos reverse communication. The model call (superionic::Model::evaluate, cpp/model.h) reads the
-   edge views and writes its outputs where they are: host memory on a host execution space (OpenMP,
-   Serial), the GPU's memory on a GPU space, where it runs on Kokkos's CUDA stream. No torch header is
-   included here. */
+   Kokkos reverse communication.
+
+   The model: a sprinter runs on the Kokkos-native kernel (sprinter_kokkos.h: descriptors, MLP, its
+   gradient and the force, energy and virial sums in one Kokkos kernel on the execution space, in
+   float64 or float32; no libtorch call in the force path) under `backend auto` or `native`. Other
+   models, and `backend torch`, go through libtorch (superionic::Model::evaluate, cpp/model.h), which
+   reads the edge views and writes its outputs where they are: host memory on a host execution space
+   (OpenMP, Serial), the GPU's memory on a GPU space, where it runs on Kokkos's CUDA stream. A sprinter
+   too large for the Kokkos kernel's per-thread arrays runs on the CPU kernel (host spaces) or on
+   libtorch (GPU). No torch header is included here. */
 #ifdef PAIR_CLASS
 // clang-format off
 PairStyle(superionic/kk,PairSuperionicKokkos<LMPDeviceType>);
@@ -26,6 +32,7 @@ PairStyle(superionic/kk,PairSuperionicKokkos<LMPDeviceType>);
 #include "kokkos_type.h"
 #include "pair_kokkos.h"
 #include "pair_superionic.h"
+#include "sprinter_kokkos.h"
 
 namespace superionic {
 struct ArraySpace;
@@ -51,12 +58,22 @@ class PairSuperionicKokkos : public PairSuperionic {
   // A folded graph (pair_style superionic's one-rank scheme for message passing): ghosts take the
   // node of their owned copy. Public for the same reason.
   void fold_ghosts(int nlocal, int nall);
+  // The Kokkos-native sprinter on the owned nodes [0, n_local): forces, energies, virials.
+  void run_native(int64_t n_local);
+  template <typename Real, class Shape>
+  void run_native_as(int64_t n_local, const superionic::kk::Weights<DeviceType, Real> &weights);
 
  protected:
   std::string resolve_device() override;
 
  private:
   bool device_given = false;  // the pair_style line names a device
+  // The Kokkos-native sprinter: 0 off (libtorch or the CPU kernel), 1 float64, 2 float32 arithmetic.
+  int native_kk = 0;
+  bool native_default_shape = false;  // the trainer's default sizes: the unrolled instantiation
+  bool load_on_host = false;          // GPU space, Kokkos-native model: libtorch reads the file on the host
+  superionic::kk::Weights<DeviceType, double> weights64;
+  superionic::kk::Weights<DeviceType, float> weights32;
 
   typedef Kokkos::View<int *, DeviceType> t_int_1d;
   typedef Kokkos::View<int64_t *, DeviceType> t_i64_1d;
@@ -70,6 +87,7 @@ class PairSuperionicKokkos : public PairSuperionic {
   // Per step, sized by local + ghost atoms and by edges; grown, never shrunk.
   t_i64_1d d_node_of_atom, d_atom_of_node, d_species;
   t_int_1d d_edge_count, d_edge_offset;
+  t_int_1d d_node_first, d_node_count;  // Kokkos-native path: each owned node's edges
   t_i64_1d d_edge_src, d_edge_dst;
   t_double_1d_3 d_edge_vec;
   // The native kernel's outputs (host spaces only); the torch path hands out its own.
