@@ -12,17 +12,18 @@
 #define SUPERIONIC_SPRINTER_MATHS_H
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
-#define SI_MATHS_FN __host__ __device__ inline __attribute__((always_inline))
+#define SI_MATHS_HD __host__ __device__
 #else
-#define SI_MATHS_FN inline __attribute__((always_inline))
+#define SI_MATHS_HD
 #endif
+#define SI_MATHS_FN SI_MATHS_HD inline __attribute__((always_inline))
 
 namespace superionic {
 namespace maths {
 
 constexpr int kMaxL = 4;
 // Flat index of (l, m) among the harmonics l = 1..l_max: l = 1 starts at 0, l = 2 at 3, ...
-constexpr int harmonic_offset(int l) { return l * l - 1; }
+SI_MATHS_HD constexpr int harmonic_offset(int l) { return l * l - 1; }
 // The harmonics of l = 1..kMaxL: 24.
 constexpr int kMaxHarmonics = harmonic_offset(kMaxL + 1);
 

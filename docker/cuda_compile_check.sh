@@ -9,8 +9,12 @@
 # machine, hence the headers of Debian's build of the same version.
 #
 # Prints one line per translation unit and architecture: compiled (with the size of its device code)
-# or the first compiler error; exit status 1 if any failed. Only compilation is checked: nothing is
-# linked or run, and cpp/model.cpp (libtorch) is not compiled here.
+# or the first compiler error; exit status 1 if any failed. For the Kokkos-native sprinter kernel
+# (cpp/kokkos/sprinter_kokkos.h, compiled inside pair_superionic_kokkos.cpp) it also prints what
+# ptxas reports for each of its CUDA instantiations (float64/float32, default/generic shape,
+# atomic force sums): registers per thread, stack frame, spill bytes; it fails if none was compiled.
+# Only compilation is checked: nothing is linked or run, and cpp/model.cpp (libtorch) is not compiled
+# here. The same unit also compiles the Kokkos::Serial instantiation (superionic/kk/host).
 #
 #   bash docker/cuda_compile_check.sh            # Hopper (sm_90) and Ampere (sm_80)
 #   CUDACHECK_ARCHS="HOPPER90" bash docker/cuda_compile_check.sh
@@ -144,7 +148,7 @@ for arch in $archs; do
     out="obj/${name}.sm_${sm}.o" log="obj/${name}.sm_${sm}.log"
     start=$(date +%s)
     if nice -n 19 "$nvcc" -x cu -std=c++20 -ccbin g++ -O3 -DNDEBUG -Xcompiler -fPIC,-Wall,-Wextra \
-         -arch="sm_${sm}" -extended-lambda -Wext-lambda-captures-this \
+         -arch="sm_${sm}" -extended-lambda -Wext-lambda-captures-this -Xptxas -v \
          "-DSUPERIONIC_LAMMPS_VERSION=\"$lammps_version\"" -DLAMMPS_SMALLBIG -DLMP_KOKKOS \
          -DLMP_KOKKOS_DOUBLE_DOUBLE -DLMP_KOKKOS_LAYOUT_LEGACY -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX \
          -I"$repo/cpp" -I"$repo/cpp/kokkos" -I"$work/lammps/src" -I"$work/lammps/src/KOKKOS" \
@@ -155,6 +159,28 @@ for arch in $archs; do
       fatbin=$((16#${fatbin_hex:-0}))
       warnings=$(grep -c 'warning' "$log" || true)
       say "$tu [$arch sm_$sm]: compiled in $(($(date +%s) - start)) s (.nv_fatbin ${fatbin:-0} bytes, $warnings warning lines; $work/$log)"
+      [ "$warnings" = 0 ] || failed=1
+      if [ "$name" = pair_superionic_kokkos ]; then
+        # ptxas -v: "Compiling entry function '<mangled>' for 'sm_NN'", then its stack/spill and
+        # register lines. The sprinter's are the entries naming SprinterForce.
+        summary=$(awk '
+          /Compiling entry function/ { entry = $0; sprinter = (entry ~ /SprinterForce/) }
+          sprinter && /bytes stack frame/ { match($0, /[0-9]+ bytes stack frame/); stack = substr($0, RSTART, RLENGTH)
+                                             match($0, /[0-9]+ bytes spill stores/); spill = substr($0, RSTART, RLENGTH) }
+          sprinter && /Used [0-9]+ registers/ {
+            match($0, /Used [0-9]+ registers/); regs = substr($0, RSTART + 5, RLENGTH - 5)
+            real = (entry ~ /SprinterForceI(N6Kokkos|NS_)4CudaEf/) ? "float32" : "float64"
+            shape = (entry ~ /ShapeILi8ELi4ELi4ELi32ELi3EE/) ? "default" : "generic"
+            n++; printf "    sprinter kernel %d (%s shape, %s): %s, %s, %s\n", n, shape, real, regs, stack, spill
+            sprinter = 0
+          }' "$log")
+        if [ -z "$summary" ]; then
+          failed=1
+          say "  no SprinterForce kernel in the device code: the Kokkos-native sprinter was not compiled for CUDA"
+        else
+          say "$summary"
+        fi
+      fi
     else
       failed=1
       say "$tu [$arch sm_$sm]: FAILED: $(grep -m1 -E 'error' "$log" || tail -1 "$log")"

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 #include <unordered_map>
@@ -183,7 +184,11 @@ void PairSuperionicKokkos<DeviceType>::coeff(int narg, char **arg)
     if (why.empty()) {
       const bool f32 = kernels[0]->precision() == superionic::KernelPrecision::Float32;
       native_kk = f32 ? 2 : 1;
-      native_default_shape = superionic::kk::is_default_shape(params);
+      // SUPERIONIC_KK_SHAPE=generic runs the default model on the runtime-sized instantiation too:
+      // on a GPU the two trade registers against stack (docs/gpu.md), which only a GPU run can rank.
+      const char *shape_env = std::getenv("SUPERIONIC_KK_SHAPE");
+      const bool force_generic = shape_env && std::string(shape_env) == "generic";
+      native_default_shape = superionic::kk::is_default_shape(params) && !force_generic;
       if (f32)
         weights32 = superionic::kk::Weights<DeviceType, float>(params);
       else
