@@ -21,6 +21,7 @@ row of the parity table (pytest -s).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -335,7 +336,11 @@ def test_kokkos_native_nve(tmp_path: Path, sprinter_file: Path, nprocs: int) -> 
 
 # --- Kokkos::Serial, outside LAMMPS -------------------------------------------------------------------
 
-TRILINOS_KOKKOS = Path("/usr/include/trilinos/Kokkos_Core.hpp")
+# Debian's Trilinos Kokkos, installed (libtrilinos-kokkos-dev) or unpacked under a prefix with
+# dpkg-deb -x where it cannot be installed beside another Kokkos (the CPU image: docker/test_image.sh).
+SERIAL_KOKKOS = Path(os.environ.get("SUPERIONIC_SERIAL_KOKKOS", "/"))
+TRILINOS_KOKKOS = SERIAL_KOKKOS / "usr" / "include" / "trilinos" / "Kokkos_Core.hpp"
+TRILINOS_LIB = SERIAL_KOKKOS / "usr" / "lib" / "x86_64-linux-gnu"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -349,6 +354,7 @@ def serial_driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "g++", "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror",
         f"-I{REPO / 'cpp'}", f"-I{REPO / 'cpp' / 'kokkos'}", "-isystem", str(TRILINOS_KOKKOS.parent),
         str(REPO / "cpp" / "kokkos" / "sprinter_kokkos_check.cpp"), "-o", str(exe),
+        f"-L{TRILINOS_LIB}", f"-Wl,-rpath,{TRILINOS_LIB}",
         "-ltrilinos_kokkoscore", "-ltrilinos_kokkoscontainers",
     ]  # fmt: skip
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
