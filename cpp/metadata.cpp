@@ -8,13 +8,15 @@
 namespace superionic {
 namespace {
 
-// The metadata is a flat JSON object whose values are strings, numbers, booleans, null or arrays of
-// strings. This reader accepts exactly that subset and reports anything else as malformed.
+// The metadata is a flat JSON object whose values are strings, numbers, booleans, null, arrays of
+// strings or arrays of numbers. This reader accepts exactly that subset and reports anything else
+// as malformed.
 struct Value {
-  enum class Kind { String, Number, Bool, Null, StringArray } kind = Kind::Null;
+  enum class Kind { String, Number, Bool, Null, StringArray, NumberArray } kind = Kind::Null;
   std::string text;
   double number = 0.0;
   std::vector<std::string> items;
+  std::vector<double> numbers;
 };
 
 class FlatJsonReader {
@@ -100,8 +102,13 @@ class FlatJsonReader {
         ++pos_;
         return v;
       }
+      // The first element decides: an array holds strings or numbers, never both.
+      if (peek() != '"') v.kind = Value::Kind::NumberArray;
       while (true) {
-        v.items.push_back(read_string());
+        if (v.kind == Value::Kind::StringArray)
+          v.items.push_back(read_string());
+        else
+          v.numbers.push_back(read_number());
         skip_space();
         char d = next();
         if (d == ']') break;
@@ -114,14 +121,19 @@ class FlatJsonReader {
     } else if (s_.compare(pos_, 4, "null") == 0) {
       pos_ += 4;
     } else {
-      const char *begin = s_.c_str() + pos_;
-      char *end = nullptr;
-      v.number = std::strtod(begin, &end);
-      if (end == begin) fail("expected a value");
+      v.number = read_number();
       v.kind = Value::Kind::Number;
-      pos_ += static_cast<size_t>(end - begin);
     }
     return v;
+  }
+  double read_number() {
+    skip_space();
+    const char *begin = s_.c_str() + pos_;
+    char *end = nullptr;
+    double number = std::strtod(begin, &end);
+    if (end == begin) fail("expected a value");
+    pos_ += static_cast<size_t>(end - begin);
+    return number;
   }
 };
 
@@ -132,6 +144,38 @@ const Value &require(const std::map<std::string, Value> &fields, const std::stri
     throw ModelError(source + ": metadata field '" + key +
                      "' is missing or has the wrong type; re-export the model with superionic export");
   return it->second;
+}
+
+// The optional distance floors: both arrays S x S and symmetric, floors positive and below the
+// closest distances they derive from, or neither array (a null or absent field).
+void read_floors(const std::map<std::string, Value> &fields, ModelMetadata &meta, const std::string &source) {
+  auto closest = fields.find("pair_closest_A");
+  auto floor = fields.find("pair_floor_A");
+  auto factor = fields.find("floor_factor");
+  auto given = [&](std::map<std::string, Value>::const_iterator it) {
+    return it != fields.end() && it->second.kind != Value::Kind::Null;
+  };
+  if (!given(closest) && !given(floor)) return;
+  const std::string fix = "; re-export the model with superionic export";
+  const size_t n = meta.species.size();
+  for (auto it : {closest, floor}) {
+    if (!given(it) || it->second.kind != Value::Kind::NumberArray || it->second.numbers.size() != n * n)
+      throw ModelError(source + ": metadata needs both pair_closest_A and pair_floor_A as arrays of " +
+                       std::to_string(n * n) + " numbers (species x species)" + fix);
+  }
+  if (!given(factor) || factor->second.kind != Value::Kind::Number || !(factor->second.number > 0.0) ||
+      factor->second.number > 1.0)
+    throw ModelError(source + ": metadata floor_factor is missing or not in (0, 1]" + fix);
+  meta.pair_closest = closest->second.numbers;
+  meta.pair_floor = floor->second.numbers;
+  meta.floor_factor = factor->second.number;
+  for (size_t a = 0; a < n; a++)
+    for (size_t b = 0; b < n; b++) {
+      const double f = meta.pair_floor[a * n + b], c = meta.pair_closest[a * n + b];
+      if (!(f > 0.0) || f > c || f != meta.pair_floor[b * n + a] || c != meta.pair_closest[b * n + a])
+        throw ModelError(source + ": metadata floor of " + meta.species[a] + "-" + meta.species[b] +
+                         " is not positive, above the closest distance, or not symmetric" + fix);
+    }
 }
 
 }  // namespace
@@ -168,6 +212,7 @@ ModelMetadata parse_metadata(const std::string &json, const std::string &source)
     throw ModelError(source + ": metadata dtype '" + meta.dtype + "' is not float32 or float64");
   if (meta.units != "metal")
     throw ModelError(source + ": model units are '" + meta.units + "'; superionic models use metal units");
+  read_floors(fields, meta, source);
   return meta;
 }
 

@@ -35,6 +35,13 @@ struct ModelMetadata {
   std::string dtype;             // "float32" or "float64"
   std::string units;             // always "metal"
   std::string device;            // what the artefact was compiled for
+  // The physical-sanity floors (docs/conventions.md, "Distance floors"), optional: per species pair
+  // (S x S, row-major in species order) the closest distance of that pair in the training data
+  // (the cutoff for a pair never seen within it) and the floor, floor_factor times it. Empty when
+  // the model file carries none (exported before floors existed, or from an analytic model).
+  std::vector<double> pair_closest;  // Angstrom
+  std::vector<double> pair_floor;    // Angstrom
+  double floor_factor = 0.0;
   std::string json;              // the raw text, for logs and the Python bindings
 };
 

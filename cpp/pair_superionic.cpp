@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -94,6 +95,10 @@ void PairSuperionic::settings(int narg, char **arg)
   devi_path = "model_devi.out";
   devi_warn = devi_stop = -1.0;
   graph_request = "auto";
+  guard_every = 10;
+  guard_every_given = false;
+  guard_stop = false;
+  guard_factor = -1.0;
   bool devi_keyword = false;
   int iarg = 0;
   while (iarg < narg) {
@@ -145,8 +150,20 @@ void PairSuperionic::settings(int narg, char **arg)
       if (threshold <= 0.0) error->all(FLERR, "pair_style superionic: {} must be > 0 (eV/A), got {}", key, value);
       (key == "devi_warn" ? devi_warn : devi_stop) = threshold;
       devi_keyword = true;
+    } else if (key == "guard") {
+      guard_every = utils::bnumeric(FLERR, value, false, lmp);
+      if (guard_every < 0) error->all(FLERR, "pair_style superionic: guard must be >= 0 (steps between checks; 0 = off), got {}", value);
+      guard_every_given = true;
+    } else if (key == "guard_action") {
+      if (value != "warn" && value != "stop")
+        error->all(FLERR, "pair_style superionic: guard_action must be warn or stop, not '{}'", value);
+      guard_stop = value == "stop";
+    } else if (key == "guard_factor") {
+      guard_factor = utils::numeric(FLERR, value, false, lmp);
+      if (!(guard_factor > 0.0) || guard_factor > 1.0)
+        error->all(FLERR, "pair_style superionic: guard_factor must be in (0, 1] (floor = factor x the closest distance in the training data), got {}", value);
     } else {
-      error->all(FLERR, "pair_style superionic: unknown keyword '{}'; valid keywords are device, threads, debug/edges, backend, gpus_per_node, allow_oversubscribe, precision, graph, committee, devi_every, devi_file, devi_warn, devi_stop", key);
+      error->all(FLERR, "pair_style superionic: unknown keyword '{}'; valid keywords are device, threads, debug/edges, backend, gpus_per_node, allow_oversubscribe, precision, graph, committee, devi_every, devi_file, devi_warn, devi_stop, guard, guard_action, guard_factor", key);
     }
     iarg += 2;
   }
@@ -309,6 +326,46 @@ void PairSuperionic::coeff(int narg, char **arg)
                        backend(*models[k], kernels[k]));
     }
   }
+  setup_guard();
+}
+
+std::string PairSuperionic::pair_name(int a, int b) const
+{
+  // Alphabetical, as the analysis names pairs: one name for one pair in logs and JSON.
+  const auto &names = models[0]->metadata().species;
+  return names[a] < names[b] ? names[a] + "-" + names[b] : names[b] + "-" + names[a];
+}
+
+void PairSuperionic::setup_guard()
+{
+  const auto &meta = models[0]->metadata();
+  guard_floor_sq.clear();
+  if (guard_every == 0) {
+    if (comm->me == 0) utils::logmesg(lmp, "pair superionic: guard off (guard 0)\n");
+    return;
+  }
+  if (meta.pair_floor.empty()) {
+    if (guard_every_given || guard_stop || guard_factor > 0.0)
+      error->all(FLERR, "pair_style superionic guard: model {} carries no distance floors (exported before they existed, or an analytic model); re-export it from its checkpoint with superionic export, or remove the guard keywords",
+                 models[0]->path());
+    if (comm->me == 0)
+      utils::logmesg(lmp, "pair superionic: guard off: model {} carries no distance floors; re-export it from its checkpoint to have them\n",
+                     models[0]->path());
+    return;
+  }
+  const size_t n = meta.species.size();
+  const double factor = guard_factor > 0.0 ? guard_factor : meta.floor_factor;
+  guard_floor_sq.resize(n * n);
+  std::string floors;
+  for (size_t a = 0; a < n; a++)
+    for (size_t b = 0; b < n; b++) {
+      const double floor = guard_factor > 0.0 ? guard_factor * meta.pair_closest[a * n + b] : meta.pair_floor[a * n + b];
+      guard_floor_sq[a * n + b] = floor * floor;
+      if (b >= a) floors += fmt::format(" {} {:.3f}", pair_name(a, b), floor);
+    }
+  if (comm->me == 0)
+    utils::logmesg(lmp, "pair superionic: guard every {} steps, {} at a pair closer than its floor ({} x the closest distance of that pair in the training data), floors (A):{}\n",
+                   guard_every, guard_stop ? "stop" : "warn", factor, floors);
 }
 
 void PairSuperionic::init_style()
@@ -365,6 +422,9 @@ void PairSuperionic::init_style()
     devi_steps_run = devi_warnings_run = 0;
     devi_max_run = 0.0;
   }
+  guard_checks_run = guard_breaches_run = 0;
+  guard_first_step = -1;
+  guard_closest_sq.assign(guard_floor_sq.size(), std::numeric_limits<double>::infinity());
 }
 
 void PairSuperionic::open_devi_file()
@@ -692,6 +752,8 @@ void PairSuperionic::compute(int eflag, int vflag)
   while (n_local < n_nodes && atom_of_node[n_local] < nlocal) n_local++;
   const int64_t n_edges = static_cast<int64_t>(edge_src.size());
 
+  if (!guard_floor_sq.empty() && update->ntimestep % guard_every == 0) guard_check(n_local, n_edges);
+
   const bool deviation_step = committee_size > 1 && update->ntimestep % devi_every == 0;
   const int K = committee_size;
   if (deviation_step) {
@@ -712,6 +774,7 @@ void PairSuperionic::compute(int eflag, int vflag)
     atom_energy.resize(n_local);
     edge_grad.resize(3 * n_edges);
     evaluate(0, n_nodes, n_local, n_edges);
+    check_finite(n_local, n_edges);
 
     if (eflag_global)
       for (int64_t n = 0; n < n_local; n++) eng_vdwl += atom_energy[n];
@@ -740,6 +803,113 @@ void PairSuperionic::compute(int eflag, int vflag)
   }
 
   if (deviation_step) committee_deviation(n_local);
+}
+
+void PairSuperionic::guard_check(int64_t n_local, int64_t n_edges)
+{
+  // Every edge whose source this rank owns, against its pair's floor; the closest approach of each
+  // pair is kept for the run. The decision and the first breach's description are global.
+  const int n = static_cast<int>(models[0]->metadata().species.size());
+  std::vector<double> closest(guard_floor_sq.size(), std::numeric_limits<double>::infinity());
+  double worst = std::numeric_limits<double>::infinity();  // smallest (r / floor)^2 below 1
+  int64_t worst_edge = -1;
+  bigint below = 0;
+  for (int64_t e = 0; e < n_edges; e++) {
+    if (edge_src[e] >= n_local) continue;
+    const double *d = &edge_vec[3 * e];
+    const double r_sq = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+    const int pair = static_cast<int>(species[edge_src[e]] * n + species[edge_dst[e]]);
+    closest[pair] = std::min(closest[pair], r_sq);
+    const double ratio = r_sq / guard_floor_sq[pair];
+    if (ratio < 1.0) {
+      below++;
+      if (ratio < worst) {
+        worst = ratio;
+        worst_edge = e;
+      }
+    }
+  }
+  std::vector<double> global(closest.size());
+  MPI_Allreduce(closest.data(), global.data(), static_cast<int>(closest.size()), MPI_DOUBLE, MPI_MIN, world);
+  for (size_t k = 0; k < global.size(); k++) guard_closest_sq[k] = std::min(guard_closest_sq[k], global[k]);
+  bigint below_all = 0;
+  MPI_Allreduce(&below, &below_all, 1, MPI_LMP_BIGINT, MPI_SUM, world);
+  guard_checks_run++;
+  if (below_all == 0) return;
+  guard_breaches_run++;
+  const bigint step = update->ntimestep;
+  const bool first = guard_first_step < 0;
+  if (first) guard_first_step = step;
+  if (guard_stop_step != step && (first || guard_stop)) {
+    // The rank holding the worst pair describes it: distance, floor, species pair, atom IDs.
+    struct {
+      double ratio;
+      int rank;
+    } mine{worst, comm->me}, owner{0.0, 0};
+    MPI_Allreduce(&mine, &owner, 1, MPI_DOUBLE_INT, MPI_MINLOC, world);
+    double what[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
+    if (comm->me == owner.rank && worst_edge >= 0) {
+      const int64_t e = worst_edge;
+      const int pair = static_cast<int>(species[edge_src[e]] * n + species[edge_dst[e]]);
+      what[0] = std::sqrt(worst * guard_floor_sq[pair]);
+      what[1] = static_cast<double>(pair);
+      what[2] = static_cast<double>(atom->tag[atom_of_node[edge_src[e]]]);
+      what[3] = static_cast<double>(atom->tag[atom_of_node[edge_dst[e]]]);
+      what[4] = static_cast<double>(below);
+    }
+    MPI_Bcast(what, 5, MPI_DOUBLE, owner.rank, world);
+    if (comm->me == 0) {
+      const int pair = static_cast<int>(what[1]);
+      const auto &meta = models[0]->metadata();
+      const double floor = std::sqrt(guard_floor_sq[pair]);
+      const std::string name = pair_name(pair / n, pair % n);
+      const std::string where = fmt::format(
+          "{} atoms {} and {} are {:.3f} A apart at step {}, below the floor {:.3f} A ({:.3g} x {:.3f} A, the closest {} pair in the training data{})",
+          name, static_cast<tagint>(what[2]), static_cast<tagint>(what[3]), what[0], step, floor,
+          floor / meta.pair_closest[pair], meta.pair_closest[pair], name,
+          meta.pair_closest[pair] >= meta.cutoff ? ", i.e. never within the cutoff" : "");
+      if (guard_stop)
+        utils::logmesg(lmp, "pair superionic: guard stop: {}; stopping the run (restart files are written)\n", where);
+      else
+        error->warning(FLERR, "pair superionic: guard: {}; the model is outside its training data and its dynamics are not to be trusted from here (further breaches are counted and reported at the end of the run)",
+                       where);
+    }
+  }
+  if (guard_stop) {
+    guard_stop_step = step;
+    timer->force_timeout();
+  }
+}
+
+void PairSuperionic::check_finite(int64_t n_local, int64_t n_edges)
+{
+  // One sum over every output: a NaN or an infinity anywhere makes it non-finite, so the usual
+  // step costs a pass of additions and the search below runs only when something is wrong.
+  double sum = 0.0;
+  for (int64_t k = 0; k < n_local; k++) sum += atom_energy[k];
+  for (int64_t k = 0; k < 3 * n_edges; k++) sum += edge_grad[k];
+  if (std::isfinite(sum)) return;
+  const auto &names = models[0]->metadata().species;
+  auto describe = [&](int64_t node) {
+    return fmt::format("{} ({})", atom->tag[atom_of_node[node]], names[species[node]]);
+  };
+  std::string what = "forces";
+  std::string atoms;
+  for (int64_t k = 0; k < n_local && atoms.empty(); k++)
+    if (!std::isfinite(atom_energy[k])) {
+      what = "energy";
+      atoms = "atom " + describe(k);
+    }
+  for (int64_t e = 0; e < n_edges && atoms.empty(); e++)
+    for (int c = 0; c < 3; c++)
+      if (!std::isfinite(edge_grad[3 * e + c])) {
+        const double *d = &edge_vec[3 * e];
+        atoms = fmt::format("atoms {} and {}, {:.4g} A apart", describe(edge_src[e]), describe(edge_dst[e]),
+                            std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]));
+        break;
+      }
+  error->one(FLERR, "pair_style superionic: the model's {} are not finite at step {} ({}); the atoms were driven where the model has no data: see the guard's warnings above, lower the time step, or add training data there",
+             what, update->ntimestep, atoms);
 }
 
 void PairSuperionic::committee_deviation(int64_t n_local)
@@ -818,6 +988,22 @@ void PairSuperionic::unpack_reverse_comm(int n, int *list, double *buf)
 
 void PairSuperionic::finish()
 {
+  if (!guard_floor_sq.empty() && comm->me == 0 && guard_checks_run > 0) {
+    // Two fixed-format lines that superionic md reads into its run.json.
+    std::string first;
+    if (guard_first_step >= 0) first = fmt::format(", the first at step {}", guard_first_step);
+    utils::logmesg(lmp, "pair superionic: guard summary: {} checks every {} steps, {} with a pair below its floor{}\n",
+                   guard_checks_run, guard_every, guard_breaches_run, first);
+    const int n = static_cast<int>(models[0]->metadata().species.size());
+    std::string closest;
+    for (int a = 0; a < n; a++)
+      for (int b = a; b < n; b++) {
+        const double c = guard_closest_sq[a * n + b];
+        closest += fmt::format(" {} {} {:.4f}", pair_name(a, b), std::isfinite(c) ? fmt::format("{:.4f}", std::sqrt(c)) : "none",
+                               std::sqrt(guard_floor_sq[a * n + b]));
+      }
+    utils::logmesg(lmp, "pair superionic: guard closest (pair, closest A, floor A):{}\n", closest);
+  }
   if (committee_size < 2 || comm->me != 0) return;
   std::string warned;
   if (devi_warn > 0.0) warned = fmt::format("; {} of them above devi_warn {} eV/A", devi_warnings_run, devi_warn);

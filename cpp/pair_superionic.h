@@ -78,6 +78,16 @@ class PairSuperionic : public Pair {
   int member_force_rows = 0, member_force_cols = 0;
   std::vector<double> member_energy;  // [K] this rank's share of each member's energy
 
+  // The physical-sanity guard (docs/guard.md): every guard_every steps each edge's length is held
+  // against the floor of its species pair, which the model file carries (metadata pair_floor_A).
+  bigint guard_every = 10;        // 0: off
+  bool guard_every_given = false;  // the pair_style line set it (an error if the model has no floors)
+  bool guard_stop = false;         // stop the run cleanly (write_restart still runs) at a breach
+  double guard_factor = -1.0;      // > 0: floors = this x closest distance, instead of the model's
+  std::vector<double> guard_floor_sq;     // [S*S] squared floors; empty: guard off for this model
+  std::vector<double> guard_closest_sq;   // [S*S] closest squared distance of each pair this run
+  bigint guard_checks_run = 0, guard_breaches_run = 0, guard_first_step = -1, guard_stop_step = -1;
+
   // Per-step work arrays sized by local + ghost atoms and local edges, reused between steps.
   std::vector<int64_t> node_of_atom, atom_of_node, species, edge_src, edge_dst;
   std::vector<double> edge_vec, atom_energy, edge_grad;
@@ -101,6 +111,10 @@ class PairSuperionic : public Pair {
   void add_forces_threaded();
   void committee_deviation(int64_t n_local);
   void open_devi_file();
+  void setup_guard();
+  void guard_check(int64_t n_local, int64_t n_edges);
+  void check_finite(int64_t n_local, int64_t n_edges);
+  std::string pair_name(int a, int b) const;
 };
 
 }  // namespace LAMMPS_NS

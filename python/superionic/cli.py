@@ -16,7 +16,7 @@ from superionic.data.commands import DATA_ERRORS, add_structure_options
 from superionic.data.dataset import DataError
 from superionic.data.examples import DEMO_SPECIES
 from superionic.data.graph import GraphError
-from superionic.export import ExportError, export_model
+from superionic.export import ExportError, checkpoint_export_args, export_model
 from superionic.md.driver import MdError
 from superionic.md.runner import LammpsError
 from superionic.modelfile import ModelFileError
@@ -177,14 +177,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(json.dumps({"output": str(exported), **body}, indent=2))
         return 0
 
-    model, _, payload = model_from_checkpoint(args.checkpoint)
+    model, config, payload = model_from_checkpoint(args.checkpoint)
     if args.format == "nequip":
         from superionic.nequip_export import export_nequip
 
         compiled = export_nequip(model, args.output, device=args.device, data_hash=payload["data_hash"])
         print(json.dumps({"output": str(args.output), **compiled}, indent=2))
         return 0
-    meta = export_model(model, args.output, device=args.device, data_hash=payload["data_hash"])
+    meta = export_model(model, args.output, device=args.device, **checkpoint_export_args(payload, config))
     print(json.dumps({"output": str(args.output), **meta.__dict__}, indent=2))
     return 0
 
@@ -222,6 +222,8 @@ def cmd_md(args: argparse.Namespace) -> int:
         devi_threshold=args.devi_threshold,
         devi_stop=args.devi_stop,
         backend=args.backend,
+        guard_every=args.guard_every,
+        guard_action=args.guard,
     )
     columns = (
         TextColumn("{task.description}"),
@@ -256,8 +258,24 @@ def cmd_md(args: argparse.Namespace) -> int:
         )
         if run.committee is not None:
             print(f"  {_committee_line(run.committee)}")
+        if run.guard is not None:
+            print(f"  {_guard_line(run.guard)}")
     print(f"summary {Path(config.output) / 'md_summary.json'}")
     return 0
+
+
+def _guard_line(g: dict) -> str:
+    if not g["breached_checks"]:
+        return (
+            f"guard: framework intact, {g['checks']} checks every {g['every']} steps, no pair below its floor"
+        )
+    text = (
+        f"guard: {g['breached_checks']} of {g['checks']} checks found a pair below its floor, the first at "
+        f"step {g['first_breach_step']}: {g['first_breach']}"
+    )
+    if g["stopped_at_step"] is not None:
+        text += f"; STOPPED at step {g['stopped_at_step']} (--guard stop)"
+    return text
 
 
 def _committee_line(c: dict) -> str:
@@ -348,6 +366,7 @@ def _analyze_all(args: argparse.Namespace, paths: list[Path]) -> list:
             charge_e=args.charge,
             rule=WindowRule(slope_tolerance=args.slope_tolerance),
             fit=args.fit,
+            floors=args.floors,
         )
         print(_transport_line(report))
         reports.append(report)
@@ -414,6 +433,12 @@ def _add_trajectory_options(parser: argparse.ArgumentParser) -> None:
         default="ols",
         help="MSD fit over the window: ols, or gls (Brownian MSD covariance; its interval narrows "
         "with run length)",
+    )
+    parser.add_argument(
+        "--floors",
+        type=Path,
+        help="what judges the framework (docs/guard.md): a model file with distance floors, or the "
+        "teacher's reference trajectory or labelled frames (default: the model superionic md ran)",
     )
     parser.add_argument("-o", "--output", default="runs/analysis")
 
@@ -600,6 +625,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--devi-threshold", type=float, help="eV/Å: report the fraction of steps above it; LAMMPS warns"
     )
     md.add_argument("--devi-stop", type=float, help="eV/Å: stop the run cleanly above this deviation")
+    md.add_argument(
+        "--guard",
+        choices=("warn", "stop"),
+        default="warn",
+        help="at a pair closer than its floor (docs/guard.md): warn and go on, or stop cleanly",
+    )
+    md.add_argument("--guard-every", type=int, default=10, help="steps between guard checks (0: off)")
     md.add_argument(
         "--backend",
         choices=("auto", "native", "torch"),

@@ -22,7 +22,7 @@ from ase.io import read, write
 from superionic.analysis.diffusion import WindowRule
 from superionic.analysis.errors import NoDiffusiveRegimeError
 from superionic.analysis.report import ArrheniusReport, TransportReport, analyze_trajectory, arrhenius_report
-from superionic.export import export_model
+from superionic.export import checkpoint_export_args, export_model
 from superionic.md.driver import MdConfig, MdError, run_md
 from superionic.train.checkpoint import model_from_checkpoint
 from superionic.train.config import config_from_dict
@@ -177,9 +177,9 @@ def run_demo(
 
     on_stage("export")
     start = time.perf_counter()
-    model, _, payload = model_from_checkpoint(trained.checkpoint)
+    model, config, payload = model_from_checkpoint(trained.checkpoint)
     model_path = work / "lgps_sprinter.pt"
-    export_model(model, model_path, data_hash=payload["data_hash"])
+    export_model(model, model_path, **checkpoint_export_args(payload, config))
     wall["export_s"] = time.perf_counter() - start
 
     on_stage("md")

@@ -24,8 +24,10 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +35,9 @@ import torch
 from superionic import __version__
 from superionic.models.contract import ContractModel
 from superionic.models.e3nn_export import UntraceableModuleError
+
+if TYPE_CHECKING:
+    from superionic.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,11 @@ WEIGHTS_NAME = "superionic_weights.txt"  # inside the archive's extra/ folder
 WEIGHTS_FORMAT_VERSION = 1
 WEIGHTS_HEADER = "superionic sprinter weights format"
 WEIGHTS_DIGEST_KEY = "superionic.weights_sha1"  # in the compiled metadata, beside METADATA_NAME
+
+
+# A pair closer than this fraction of its closest distance in the training data is somewhere the
+# model never learned: the MD guard's floor (docs/guard.md).
+FLOOR_FACTOR = 0.85
 
 
 class ExportError(RuntimeError):
@@ -62,6 +72,12 @@ class ModelMetadata:
     superionic_version: str
     torch_version: str
     device: str
+    # Distance floors (docs/guard.md): per species pair, row-major S x S in species order, the
+    # closest distance in the training data (the cutoff for a pair never seen within it) and the
+    # floor, floor_factor times it. None in files exported before floors existed.
+    floor_factor: float | None = None
+    pair_closest_A: list[float] | None = None
+    pair_floor_A: list[float] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -74,6 +90,64 @@ class ModelMetadata:
         except (json.JSONDecodeError, TypeError) as err:
             raise ExportError(f"{source}: unreadable superionic metadata ({err})") from err
 
+    def floors(self) -> dict[tuple[str, str], float] | None:
+        """Floor of every unordered species pair, keyed in species order; None without floors."""
+        return self._pairs(self.pair_floor_A)
+
+    def closest(self) -> dict[tuple[str, str], float] | None:
+        """Closest training-data distance of every unordered species pair; None without floors."""
+        return self._pairs(self.pair_closest_A)
+
+    def _pairs(self, flat: list[float] | None) -> dict[tuple[str, str], float] | None:
+        if flat is None:
+            return None
+        n = len(self.species)
+        return {
+            (self.species[a], self.species[b]): float(flat[a * n + b]) for a in range(n) for b in range(a, n)
+        }
+
+
+def floor_fields(
+    pair_closest: Sequence[Sequence[float | None]] | None, cutoff: float, factor: float = FLOOR_FACTOR
+) -> dict[str, float | list[float] | None]:
+    """The metadata's floor fields from a checkpoint's closest distances (None: an unseen pair)."""
+    if pair_closest is None:
+        return {"floor_factor": None, "pair_closest_A": None, "pair_floor_A": None}
+    matrix = np.array([[cutoff if d is None else min(float(d), cutoff) for d in row] for row in pair_closest])
+    matrix = np.minimum(matrix, matrix.T)
+    closest = [float(d) for d in matrix.reshape(-1)]
+    return {
+        "floor_factor": factor,
+        "pair_closest_A": closest,
+        "pair_floor_A": [factor * d for d in closest],
+    }
+
+
+def checkpoint_export_args(payload: dict, config: TrainConfig) -> dict:
+    """What export_model takes from a checkpoint besides the weights: the data hash and the closest
+    distance of each species pair in the training data. A checkpoint written before the distances
+    were recorded gets them from the data files its config names, if they are still there."""
+    closest = payload.get("pair_closest_A")
+    if closest is None:
+        closest = _closest_from_config(config, list(payload["species"]))
+    return {"data_hash": payload["data_hash"], "pair_closest": closest}
+
+
+def _closest_from_config(config: TrainConfig, species: list[str]) -> list[list[float | None]] | None:
+    from superionic.data.dataset import load_frames
+    from superionic.train.initialise import closest_pair_distances, pair_closest_record
+
+    files = [Path(p) for p in config.data.train + config.data.val]
+    if not files or not all(f.is_file() for f in files):
+        log.warning(
+            "the checkpoint records no closest pair distances and its data files are not all there; "
+            "the exported model has no distance floors, so the MD guard is off for it"
+        )
+        return None
+    frames, _ = load_frames(files, config.model.cutoff, species)
+    log.info("closest pair distances taken from the checkpoint's data files (%d frames)", len(frames))
+    return pair_closest_record(closest_pair_distances(frames, len(species)))
+
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:
     dtypes = {t.dtype for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()}
@@ -82,7 +156,12 @@ def model_dtype(model: torch.nn.Module) -> torch.dtype:
     return dtypes.pop()
 
 
-def metadata_for(model: ContractModel, device: str = "cpu", data_hash: str = "none") -> ModelMetadata:
+def metadata_for(
+    model: ContractModel,
+    device: str = "cpu",
+    data_hash: str = "none",
+    pair_closest: Sequence[Sequence[float | None]] | None = None,
+) -> ModelMetadata:
     dtype = model_dtype(model)
     if dtype not in (torch.float32, torch.float64):
         raise ExportError(f"model dtype {dtype} unsupported; use float32 or float64.")
@@ -102,6 +181,7 @@ def metadata_for(model: ContractModel, device: str = "cpu", data_hash: str = "no
         superionic_version=__version__,
         torch_version=torch.__version__,
         device=device,
+        **floor_fields(pair_closest, float(model.cutoff)),  # type: ignore[arg-type]
     )
 
 
@@ -339,13 +419,18 @@ def aoti_cache_key(program, compiled_metadata: dict[str, str], device: str) -> s
 
 
 def export_model(
-    model: ContractModel, path: str | os.PathLike, device: str = "cpu", data_hash: str = "none"
+    model: ContractModel,
+    path: str | os.PathLike,
+    device: str = "cpu",
+    data_hash: str = "none",
+    pair_closest: Sequence[Sequence[float | None]] | None = None,
 ) -> ModelMetadata:
-    """Write ``model`` to ``path``; the suffix picks the format (.pt TorchScript, .pt2 AOTInductor)."""
+    """Write ``model`` to ``path``; the suffix picks the format (.pt TorchScript, .pt2 AOTInductor).
+    ``pair_closest`` (from checkpoint_export_args) gives the file its distance floors."""
     target = Path(path)
     if target.suffix not in SUFFIXES:
         raise ExportError(f"{target}: unknown model suffix '{target.suffix}'; use .pt or .pt2.")
-    meta = metadata_for(model.to(device), device=device, data_hash=data_hash)
+    meta = metadata_for(model.to(device), device=device, data_hash=data_hash, pair_closest=pair_closest)
     if target.suffix == ".pt":
         export_torchscript(model, target, meta)
     else:
@@ -412,8 +497,9 @@ def export_committee(
     names: list[str] = []
     metas: list[ModelMetadata] = []
     for k, checkpoint in enumerate(trained.checkpoints):
-        model, _, payload = model_from_checkpoint(checkpoint)
-        meta = metadata_for(model, device=device, data_hash=payload["data_hash"])
+        model, config, payload = model_from_checkpoint(checkpoint)
+        provenance = checkpoint_export_args(payload, config)
+        meta = metadata_for(model, device=device, **provenance)
         if metas:
             for name in SHARED_FIELDS:
                 if getattr(meta, name) != getattr(metas[0], name):
@@ -423,7 +509,7 @@ def export_committee(
                         "members must share it: train them from one config (superionic train --committee)"
                     )
         names.append(f"member_{k}{suffix}")
-        metas.append(export_model(model, target / names[-1], device=device, data_hash=payload["data_hash"]))
+        metas.append(export_model(model, target / names[-1], device=device, **provenance))
     first = metas[0]
     body = {
         "members": names,

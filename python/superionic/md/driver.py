@@ -75,6 +75,10 @@ class MdConfig:
     # pair_style superionic's backend: auto (the native kernel for sprinters), native, or torch
     # (TorchScript/AOTInductor: the path before the kernel, kept to compare and to cross-check).
     backend: str = "auto"
+    # The physical-sanity guard (docs/guard.md): every guard_every steps (0: off) each pair against
+    # its floor from the model file; at a breach warn and go on, or stop cleanly (restart written).
+    guard_every: int = 10
+    guard_action: str = "warn"
 
 
 @dataclass
@@ -88,6 +92,7 @@ class TemperatureRun:
     atom_steps_per_s: float
     ns_per_day: float
     committee: dict | None = None  # deviation statistics of a committee run (None: one model)
+    guard: dict | None = None  # what the pair style's guard saw (None: the model has no floors)
 
 
 @dataclass
@@ -110,6 +115,8 @@ class MdSummary:
         for run in body["runs"]:
             if run["committee"] is None:
                 del run["committee"]
+            if run["guard"] is None:
+                del run["guard"]
         return body
 
 
@@ -224,6 +231,11 @@ def run_md(
     if config.steps <= config.eq_steps:
         raise MdError(f"steps ({config.steps}) must exceed eq_steps ({config.eq_steps}): steps counts from 0")
     _check_committee(config, members)
+    if config.guard_every < 0:
+        raise MdError(f"--guard-every {config.guard_every}: must be >= 0 (steps between checks; 0 = off)")
+    if config.guard_action not in ("warn", "stop"):
+        raise MdError(f"--guard {config.guard_action}: must be warn or stop (or --guard-every 0 for off)")
+    has_floors = meta.pair_floor_A is not None
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     summary = MdSummary(
@@ -246,7 +258,7 @@ def run_md(
     lock = threading.Lock()
 
     def one(temperature: float) -> TemperatureRun:
-        run = _run_one(config, atoms, elements, members, temperature, on_step, threads, on_devi)
+        run = _run_one(config, atoms, elements, members, temperature, on_step, threads, on_devi, has_floors)
         with lock:
             summary.runs.append(run)
             summary.runs.sort(key=lambda r: config.temperatures.index(r.temperature_K))
@@ -266,7 +278,7 @@ STOP_RE = re.compile(r"max force deviation (\S+) eV/A > devi_stop (\S+) at step 
 
 
 def _run_one(
-    config, atoms, elements, members, temperature, on_step, threads: int = 0, on_devi=None
+    config, atoms, elements, members, temperature, on_step, threads: int = 0, on_devi=None, has_floors=False
 ) -> TemperatureRun:
     directory = Path(config.output) / f"T{temperature:g}K"
     directory.mkdir(parents=True, exist_ok=True)
@@ -276,8 +288,13 @@ def _run_one(
     restart = newest_restart(directory)
     stopped = directory / STOPPED_FILE
     if stopped.exists() and not config.overwrite:
-        # devi_stop still writes restart.final: without this the run would pass for a finished one.
+        # A stopped run still writes restart.final: without this it would pass for a finished one.
         info = json.loads(stopped.read_text())
+        if info.get("reason") == "guard":
+            raise MdError(
+                f"{directory} was stopped by the guard at step {info['step']} ({info['detail']}): the model "
+                "left its training data there; add data there and retrain, or --overwrite to run it again"
+            )
         raise MdError(
             f"{directory} was stopped by devi_stop at step {info['step']} (max force deviation "
             f"{info['max_devi_f']:g} eV/Å > {info['devi_stop']:g}): the model is uncertain there; add data "
@@ -301,6 +318,9 @@ def _run_one(
         raise MdError(f"{trajectory} exists but there is no restart to resume from; pass --overwrite")
     if committee and restart is None:
         (directory / DEVI_FILE).unlink(missing_ok=True)  # a fresh run starts a fresh series
+    previous_guard = None
+    if restart is not None and (directory / "run.json").is_file():
+        previous_guard = json.loads((directory / "run.json").read_text()).get("guard")
     write_lammps_data(directory / "structure.data", atoms, elements)
     # What analysis needs and a trajectory file cannot say: the thermostat's temperature.
     info = {
@@ -354,6 +374,10 @@ def _run_one(
         from superionic.md.committee import DeviFollower
 
         follower = DeviFollower(directory / DEVI_FILE, config.devi_threshold)
+    if config.guard_every == 0:
+        pair_args.append("guard 0")
+    elif has_floors:
+        pair_args.append(f"guard {config.guard_every} guard_action {config.guard_action}")
     if pair_args:
         variables["pair_args"] = " ".join(pair_args)
     # A thermo row: step time temp pe ke etotal press vol, and with a committee c_devi[1] c_devi[2].
@@ -393,6 +417,16 @@ def _run_one(
     block = _committee_block(config, members, directory, run.output) if committee else None
     if block is not None:
         info["committee"] = block
+    guard = guard_block(run.output, previous_guard) if has_floors and config.guard_every else None
+    if guard is not None:
+        info["guard"] = guard
+        if guard["stopped_at_step"] is not None:
+            (directory / STOPPED_FILE).write_text(
+                json.dumps(
+                    {"reason": "guard", "step": guard["stopped_at_step"], "detail": guard["stop_detail"]}
+                )
+            )
+    if block is not None or guard is not None:
         (directory / "run.json").write_text(json.dumps(info, indent=2))
     return TemperatureRun(
         temperature_K=temperature,
@@ -404,7 +438,51 @@ def _run_one(
         atom_steps_per_s=len(atoms) * steps_run / loop_s if steps_run else 0.0,
         ns_per_day=steps_run * config.timestep_ps * 1e-3 / (loop_s / 86400.0) if steps_run else 0.0,
         committee=block,
+        guard=guard,
     )
+
+
+GUARD_SUMMARY_RE = re.compile(
+    r"guard summary: (\d+) checks every (\d+) steps, (\d+) with a pair below its floor"
+    r"(?:, the first at step (\d+))?"
+)
+GUARD_CLOSEST_RE = re.compile(r"guard closest \(pair, closest A, floor A\):(.*)")
+# A breach as the pair style describes it: "<pair> atoms i and j are d A apart at step s, below ...".
+GUARD_EVENT_RE = re.compile(r"pair superionic: guard( stop)?: ([^;]* at step (\d+), below the floor [^;]*)")
+
+
+def guard_block(output: str, previous: dict | None = None) -> dict:
+    """What the pair style's guard printed (docs/guard.md), added to the block of the run this one
+    resumed: checks, breaches, the first breach, the closest approach of each pair, a stop."""
+    block = previous or {
+        "every": None,
+        "checks": 0,
+        "breached_checks": 0,
+        "first_breach_step": None,
+        "first_breach": None,
+        "closest_A": {},
+        "floor_A": {},
+    }
+    block = {**block, "closest_A": dict(block["closest_A"]), "floor_A": dict(block["floor_A"])}
+    for match in GUARD_SUMMARY_RE.finditer(output):
+        block["checks"] += int(match.group(1))
+        block["every"] = int(match.group(2))
+        block["breached_checks"] += int(match.group(3))
+    events = list(GUARD_EVENT_RE.finditer(output))
+    if events and block["first_breach_step"] is None:
+        block["first_breach_step"] = int(events[0].group(3))
+        block["first_breach"] = events[0].group(2)
+    for match in GUARD_CLOSEST_RE.finditer(output):
+        words = match.group(1).split()
+        for k in range(0, len(words) - 2, 3):
+            pair, value = words[k], words[k + 1]
+            block["floor_A"][pair] = float(words[k + 2])
+            if value != "none":
+                block["closest_A"][pair] = min(block["closest_A"].get(pair, float("inf")), float(value))
+    stop = next((e for e in events if e.group(1)), None)
+    block["stopped_at_step"] = int(stop.group(3)) if stop else None
+    block["stop_detail"] = stop.group(2) if stop else None
+    return block
 
 
 def _committee_block(config: MdConfig, members: Sequence[Path], directory: Path, output: str) -> dict:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from superionic.export import export_model
+from superionic.export import checkpoint_export_args, export_model
 from superionic.train.checkpoint import model_from_checkpoint
 from superionic.validation.errors import ValidationError
 from superionic.validation.runner import ValidationRequest, validate
@@ -63,8 +63,8 @@ def check_references(references: Sequence[str | Path]) -> None:
 
 def export_checkpoint(checkpoint: str | Path, path: str | Path) -> Path:
     """The checkpoint's model as a TorchScript file (the EMA weights, as `superionic export`)."""
-    model, _, payload = model_from_checkpoint(str(checkpoint))
-    export_model(model, path, data_hash=payload["data_hash"])
+    model, config, payload = model_from_checkpoint(str(checkpoint))
+    export_model(model, path, **checkpoint_export_args(payload, config))
     return Path(path)
 
 

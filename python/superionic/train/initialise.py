@@ -21,9 +21,9 @@ def fit_energy_shifts(frames: Sequence[Frame], n_species: int) -> np.ndarray:
     return shifts
 
 
-def shortest_pair_distances(frames: Sequence[Frame], n_species: int) -> np.ndarray:
-    """[S, S] shortest distance of each species pair in the frames; pairs never seen within the
-    cutoff get the shortest distance of any pair (the wall then only guards against collapse)."""
+def closest_pair_distances(frames: Sequence[Frame], n_species: int) -> np.ndarray:
+    """[S, S] shortest distance of each species pair within the frames' cutoff; inf for a pair
+    never seen within it."""
     shortest = np.full((n_species, n_species), np.inf)
     for f in frames:
         if not len(f.edge_src):
@@ -31,6 +31,18 @@ def shortest_pair_distances(frames: Sequence[Frame], n_species: int) -> np.ndarr
         dist = f.edge_vec.norm(dim=1).numpy()
         a, b = f.species[f.edge_src].numpy(), f.species[f.edge_dst].numpy()
         np.minimum.at(shortest, (a, b), dist)
+    return shortest
+
+
+def pair_closest_record(closest: np.ndarray) -> list[list[float | None]]:
+    """``closest_pair_distances`` as a checkpoint stores it: plain floats, None for an unseen pair."""
+    return [[float(d) if np.isfinite(d) else None for d in row] for row in closest]
+
+
+def shortest_pair_distances(frames: Sequence[Frame], n_species: int) -> np.ndarray:
+    """[S, S] shortest distance of each species pair in the frames; pairs never seen within the
+    cutoff get the shortest distance of any pair (the wall then only guards against collapse)."""
+    shortest = closest_pair_distances(frames, n_species)
     finite = shortest[np.isfinite(shortest)]
     fallback = finite.min() if finite.size else 0.0
     return np.where(np.isfinite(shortest), shortest, fallback)

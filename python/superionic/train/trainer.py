@@ -27,7 +27,7 @@ from superionic.models.contract import ContractModel
 from superionic.models.prediction import predict
 from superionic.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from superionic.train.config import TrainConfig
-from superionic.train.initialise import initialise_model
+from superionic.train.initialise import closest_pair_distances, initialise_model, pair_closest_record
 from superionic.train.metrics import EV_PER_A3_TO_GPA, Predictions, compute_metrics
 from superionic.train.plots import parity_plot
 
@@ -144,6 +144,10 @@ class Trainer:
             train_idx = np.sort(chosen)
         self.train_frames: list[Frame] = [frames[i] for i in train_idx]
         self.data_hash = data_hash(cfg.data.train + cfg.data.val)
+        # Every labelled frame, validation included, is a geometry the teacher vouched for: the
+        # closest approach of each species pair there is what the MD guard's floors derive from.
+        closest = closest_pair_distances(self.train_frames + self.val_frames, len(self.species))
+        self.pair_closest = pair_closest_record(closest)
         log.info(
             "data: %d training and %d validation frames, species %s",
             len(self.train_frames),
@@ -157,6 +161,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "species": self.species,
             "data_hash": self.data_hash,
+            "pair_closest_A": self.pair_closest,
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
