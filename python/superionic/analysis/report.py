@@ -21,8 +21,15 @@ from superionic.analysis.arrhenius import fit_arrhenius
 from superionic.analysis.conductivity import haven_ratio, ionic_conductivity, nernst_einstein_conductivity
 from superionic.analysis.diffusion import WindowRule, tracer_diffusion
 from superionic.analysis.errors import AnalysisError
+from superionic.analysis.integrity import (
+    BrokenDynamicsError,
+    IntegrityReport,
+    PrefixReader,
+    check_integrity,
+    floors_for,
+)
 from superionic.analysis.msd import msd_fft
-from superionic.analysis.readers import TrajectoryError, load_ion_positions, open_trajectory
+from superionic.analysis.readers import Reader, TrajectoryError, load_ion_positions, open_trajectory
 
 # Formal charges (e) used when neither the file nor the user gives one.
 FORMAL_CHARGES = {
@@ -60,6 +67,8 @@ class TransportReport:
     haven: dict[str, Any] | None
     msd_png: str
     notes: list[str] = field(default_factory=list)
+    # The framework check (analysis.integrity): None when no floors were known for the file.
+    integrity: dict[str, Any] | None = None
 
 
 def find_temperature(trajectory: Path) -> float | None:
@@ -91,7 +100,15 @@ def analyze_trajectory(
     structure: str | Path | None = None,
     fmt: str | None = None,
     fit: str = "ols",
+    floors: str | Path | None = None,
 ) -> TransportReport:
+    """Transport of ``ion`` from the intact part of one trajectory.
+
+    The framework is checked first (``analysis.integrity``) against the floors of ``floors`` (a
+    model file, or a reference trajectory or labelled frames), else of the model `superionic md`
+    ran it with: frames from the first one with a pair below its floor on are left out, and a
+    trajectory broken from its start is refused.
+    """
     from superionic.analysis.plots import plot_msd
 
     source = Path(path)
@@ -101,8 +118,11 @@ def analyze_trajectory(
     reader = open_trajectory(
         source, type_names=type_names, timestep_ps=timestep_ps, fmt=fmt, structure=structure
     )
-    ions = load_ion_positions(reader, ion)
     notes: list[str] = list(reader.header.notes)
+    integrity = intact_part(source, reader, floors, notes)
+    if integrity is not None and not integrity.intact:
+        reader = PrefixReader(reader, integrity.first_broken_frame or 0)
+    ions = load_ion_positions(reader, ion)
     try:
         charges = ions.charges
         if charge_e is not None:
@@ -116,14 +136,22 @@ def analyze_trajectory(
             raise TrajectoryError(f"{source}: no charge known for {ion}; pass --charge")
         positions, times = ions.positions, ions.times_ps
         msd = msd_fft(positions)  # once: the window rule, the fit and the plot all use it
-        tracer = tracer_diffusion(
-            positions,
-            times,
-            n_bootstrap=n_bootstrap,
-            rule=rule,
-            mean_msd_A2=msd,
-            fit=fit,  # type: ignore[arg-type]
-        )
+        try:
+            tracer = tracer_diffusion(
+                positions,
+                times,
+                n_bootstrap=n_bootstrap,
+                rule=rule,
+                mean_msd_A2=msd,
+                fit=fit,  # type: ignore[arg-type]
+            )
+        except AnalysisError as err:
+            if integrity is None or integrity.intact:
+                raise
+            raise BrokenDynamicsError(
+                f"{source}: {integrity.summary()}; the intact first {times[-1] - times[0]:.3g} ps give "
+                f"no D ({err})"
+            ) from err
         n_ions = positions.shape[1]
         ne = nernst_einstein_conductivity(tracer, n_ions, ions.mean_volume_A3, temperature, charge)
         try:
@@ -166,10 +194,38 @@ def analyze_trajectory(
             haven=haven.to_dict() if haven else None,
             msd_png=str(png),
             notes=notes,
+            integrity=integrity.to_dict() if integrity is not None else None,
         )
     finally:
         ions.close()
     (Path(output) / f"transport_{ion}.json").write_text(json.dumps(asdict(report), indent=2, default=_plain))
+    return report
+
+
+def intact_part(
+    source: Path, reader: Reader, floors: str | Path | None, notes: list[str]
+) -> IntegrityReport | None:
+    """The framework check of one trajectory, with what it means for the analysis in ``notes``;
+    raises when no intact frames are left to analyse."""
+    known = floors_for(source, floors)
+    if known is None:
+        notes.append(
+            "framework not checked: no distance floors are known for this file (it did not come from "
+            "superionic md with a model that carries them); pass --floors MODEL_OR_REFERENCE"
+        )
+        return None
+    report = check_integrity(reader, known)
+    if report.intact:
+        return report
+    first = report.first_broken_frame or 0
+    if first < 2:
+        raise BrokenDynamicsError(
+            f"{source}: {report.summary()}; no intact frames to analyse: the model left its training "
+            "data at once (retrain with data there, or check the structure)"
+        )
+    notes.append(
+        f"{report.summary()}; D and σ come from the intact first {report.first_broken_time_ps:.3g} ps only"
+    )
     return report
 
 

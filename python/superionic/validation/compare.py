@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from superionic.analysis.arrhenius import fit_arrhenius
+from superionic.analysis.integrity import IntegrityReport
 from superionic.analysis.statistics import Z95, bootstrap_mean_interval
 from superionic.validation.errors import ValidationError
 from superionic.validation.statistics import (
@@ -52,6 +53,7 @@ class TemperatureComparison:
     msd_lags: list[dict[str, Any]]
     rdf: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    framework: dict[str, Any] = field(default_factory=dict)  # framework RDFs, closest approach, integrity
 
     def verdict(self, quantity: str) -> Verdict | None:
         return next((v for v in self.verdicts if v.quantity == quantity), None)
@@ -205,47 +207,64 @@ def _msd_verdict(
     return Verdict(quantity, "agree", statistic, detail, None, settings.level), rows
 
 
+def _rdf_table(
+    name: str, model: RunTransport, reference: RunTransport, level: float
+) -> tuple[str, tuple[float, str], dict[str, Any]] | None:
+    """One pair's first-peak position and height and coordination number within the reference's
+    first minimum, each a Welch t test at ``level`` over block standard errors: the pair's outcome,
+    its worst |t| with the statistic, and the table; None when the model run lacks the pair."""
+    ref_rdf, model_rdf = reference.rdfs[name], model.rdfs.get(name)
+    if model_rdf is None:
+        return None
+    r_cut = ref_rdf.first_minimum_after_peak()
+    rows: dict[str, Any] = {}
+    worst: tuple[float, str] = (0.0, "")
+    outcome = "agree"
+    for statistic in RDF_STATISTICS:
+        vm, sm, nm = model_rdf.block_stat(statistic, r_cut)
+        vr, sr, nr = ref_rdf.block_stat(statistic, r_cut)
+        variance = sm**2 + sr**2
+        dof = variance**2 / (sm**4 / max(1, nm - 1) + sr**4 / max(1, nr - 1)) if variance > 0 else math.inf
+        single = linear_verdict(f"{name} {statistic}", vm - vr, math.sqrt(variance), dof, 1.0 - level / 2.0)
+        rows[statistic] = {
+            "model": vm,
+            "model_stderr": sm,
+            "reference": vr,
+            "reference_stderr": sr,
+            "welch_dof": dof,
+            "verdict": single.to_dict(),
+        }
+        if single.outcome == "disagree":
+            outcome = "disagree"
+        elif single.outcome == "undetermined" and outcome == "agree":
+            outcome = "undetermined"
+        score = abs(vm - vr) / math.sqrt(variance) if variance > 0 else math.inf
+        if score >= worst[0]:
+            worst = (score, statistic)
+    rows["r_cut_A"] = r_cut
+    return outcome, worst, rows
+
+
+def _is_ion_pair(name: str, ion: str) -> bool:
+    return ion in name.split("-")
+
+
 def _rdf_verdicts(
     model: RunTransport, reference: RunTransport, settings: ValidationSettings
 ) -> tuple[list[Verdict], dict[str, dict[str, Any]]]:
-    """Per pair: first-peak position and height, coordination number within the reference's first
-    minimum; block standard errors, Welch t, Bonferroni over the three statistics."""
+    """Per pair with the ion: first-peak position and height, coordination number within the
+    reference's first minimum; block standard errors, Welch t, Bonferroni over the three statistics.
+    Framework pairs (without the ion) are tabulated here and judged together by _framework_verdict."""
     verdicts, tables = [], {}
     level = settings.level / len(RDF_STATISTICS)
-    for name, ref_rdf in reference.rdfs.items():
-        model_rdf = model.rdfs.get(name)
-        if model_rdf is None:
+    for name in reference.rdfs:
+        if not _is_ion_pair(name, model.ion):
             continue
-        r_cut = ref_rdf.first_minimum_after_peak()
-        rows = {}
-        worst: tuple[float, str] = (0.0, "")
-        outcome = "agree"
-        for statistic in RDF_STATISTICS:
-            vm, sm, nm = model_rdf.block_stat(statistic, r_cut)
-            vr, sr, nr = ref_rdf.block_stat(statistic, r_cut)
-            variance = sm**2 + sr**2
-            dof = (
-                variance**2 / (sm**4 / max(1, nm - 1) + sr**4 / max(1, nr - 1)) if variance > 0 else math.inf
-            )
-            single = linear_verdict(
-                f"{name} {statistic}", vm - vr, math.sqrt(variance), dof, 1.0 - level / 2.0
-            )
-            rows[statistic] = {
-                "model": vm,
-                "model_stderr": sm,
-                "reference": vr,
-                "reference_stderr": sr,
-                "welch_dof": dof,
-                "verdict": single.to_dict(),
-            }
-            if single.outcome == "disagree":
-                outcome = "disagree"
-            elif single.outcome == "undetermined" and outcome == "agree":
-                outcome = "undetermined"
-            score = abs(vm - vr) / math.sqrt(variance) if variance > 0 else math.inf
-            if score >= worst[0]:
-                worst = (score, statistic)
-        rows["r_cut_A"] = r_cut
+        found = _rdf_table(name, model, reference, level)
+        if found is None:
+            continue
+        outcome, worst, rows = found
+        r_cut = rows["r_cut_A"]
         tables[name] = rows
         detail = (
             "; ".join(
@@ -258,14 +277,89 @@ def _rdf_verdicts(
             Verdict(
                 f"RDF {name}",
                 outcome,  # type: ignore[arg-type]
-                f"Welch t per statistic over {ref_rdf.block_g.shape[0]} time blocks, Bonferroni over "
-                f"{len(RDF_STATISTICS)}; largest |t| = {worst[0]:.2f} ({worst[1]})",
+                f"Welch t per statistic over {reference.rdfs[name].block_g.shape[0]} time blocks, "
+                f"Bonferroni over {len(RDF_STATISTICS)}; largest |t| = {worst[0]:.2f} ({worst[1]})",
                 detail,
                 None,
                 settings.level,
             )
         )
     return verdicts, tables
+
+
+def _breach_statistic(integrity: IntegrityReport) -> str:
+    b = integrity.first_breach or {}
+    return (
+        f"{b.get('pair')} {b.get('distance_A', math.nan):.2f} Å < floor {b.get('floor_A', math.nan):.2f} Å "
+        f"({integrity.floors.factor:g} × the reference's closest) at {integrity.first_broken_time_ps:.3g} "
+        f"ps; {100 * integrity.broken_fraction:.1f} % of frames broken"
+    )
+
+
+def _framework_verdict(
+    model: RunTransport, reference: RunTransport, settings: ValidationSettings
+) -> tuple[Verdict, dict[str, Any]]:
+    """The framework the ion moves through: the model's closest approach of every pair against the
+    reference's floors (a broken frame is a disagreement, no statistics needed), then every
+    framework pair's RDF (first peak position, height, coordination), Bonferroni over all of them."""
+    names = [n for n in reference.rdfs if not _is_ion_pair(n, model.ion) and n in model.rdfs]
+    tables: dict[str, Any] = {}
+    level = settings.level / max(1, len(names) * len(RDF_STATISTICS))
+    worst: tuple[float, str] = (0.0, "")
+    outcome = "agree"
+    for name in names:
+        found = _rdf_table(name, model, reference, level)
+        assert found is not None
+        pair_outcome, pair_worst, rows = found
+        tables[name] = rows
+        if pair_outcome == "disagree":
+            outcome = "disagree"
+        elif pair_outcome == "undetermined" and outcome == "agree":
+            outcome = "undetermined"
+        if pair_worst[0] >= worst[0]:
+            worst = (pair_worst[0], f"{name} {pair_worst[1]}")
+    closest = {
+        pair: {"model_A": model.closest_A.get(pair), "reference_A": value}
+        for pair, value in sorted(reference.closest_A.items())
+    }
+    integrity = model.integrity
+    quantity = "framework"
+    if integrity is not None and not integrity.intact:
+        verdict = Verdict(
+            quantity,
+            "disagree",
+            _breach_statistic(integrity),
+            integrity.summary()
+            + f"; D, MSD and RDFs from the intact first {integrity.first_broken_time_ps:.3g} ps",
+            None,
+            None,
+        )
+        return verdict, {"rdf": tables, "closest": closest, "integrity": integrity.to_dict()}
+    checked = (
+        f"no pair closer than {integrity.floors.factor:g} × the reference's closest in {integrity.n_frames} "
+        "frames; "
+        if integrity is not None
+        else "closest approach not checked; "
+    )
+    detail = checked + (
+        f"RDFs of {len(names)} framework pairs, largest |t| = {worst[0]:.2f} ({worst[1]})"
+        if names
+        else "no framework pair (the ion is the only element besides one other)"
+    )
+    verdict = Verdict(
+        quantity,
+        outcome,  # type: ignore[arg-type]
+        f"Welch t per RDF statistic over time blocks, Bonferroni over {len(names)} pairs × "
+        f"{len(RDF_STATISTICS)} statistics",
+        detail,
+        None,
+        settings.level,
+    )
+    return verdict, {
+        "rdf": tables,
+        "closest": closest,
+        "integrity": integrity.to_dict() if integrity is not None else None,
+    }
 
 
 def compare_temperature(
@@ -295,12 +389,14 @@ def compare_temperature(
     verdicts.append(msd)
     rdf_verdicts, rdf_tables = _rdf_verdicts(model, reference, settings)
     verdicts += rdf_verdicts
+    framework_verdict, framework = _framework_verdict(model, reference, settings)
+    verdicts.append(framework_verdict)
     rdf_curves = {
         name: {"r_A": rdf.r_A.tolist(), "model_g": model.rdfs[name].g.tolist(), "reference_g": rdf.g.tolist()}
         for name, rdf in reference.rdfs.items()
         if name in model.rdfs
     }
-    for name, table in rdf_tables.items():
+    for name, table in (rdf_tables | framework["rdf"]).items():
         table["curves"] = rdf_curves[name]
     return TemperatureComparison(
         temperature_K=reference.temperature_K,
@@ -310,6 +406,7 @@ def compare_temperature(
         msd_lags=lags,
         rdf=rdf_tables,
         notes=notes,
+        framework=framework,
     )
 
 

@@ -42,6 +42,34 @@ def _errorbar(ax, t: float, summary: dict, colour: str, marker: str, label: str 
     )
 
 
+def _plot_framework(ax, comparisons: Sequence[TemperatureComparison]) -> None:
+    """Closest approach of every pair, model over reference, per temperature; below the floor
+    line (the integrity factor) the model's framework broke."""
+    pairs = sorted({p for c in comparisons for p in c.framework.get("closest", {})})
+    factor = None
+    for k, c in enumerate(comparisons):
+        closest = c.framework.get("closest", {})
+        ratios = [
+            (closest[p]["model_A"] / closest[p]["reference_A"])
+            if p in closest and closest[p]["model_A"] and closest[p]["reference_A"]
+            else np.nan
+            for p in pairs
+        ]
+        ax.plot(
+            range(len(pairs)), ratios, "o", color=_COLOURS[k % len(_COLOURS)], label=f"{c.temperature_K:g} K"
+        )
+        integrity = c.framework.get("integrity")
+        if integrity:
+            factor = integrity["floors"]["factor"]
+    if factor is not None:
+        ax.axhline(factor, color="tab:red", lw=1.0, ls="--", label=f"floor ({factor:g} × reference)")
+    ax.axhline(1.0, color="grey", lw=0.5)
+    ax.set_xticks(range(len(pairs)), pairs, rotation=60, fontsize="x-small")
+    ax.set_ylabel("closest approach, model / reference")
+    ax.set_title("framework: closest approach per pair")
+    ax.legend(fontsize="x-small")
+
+
 def plot_validation(
     comparisons: Sequence[TemperatureComparison],
     models: Sequence[RunTransport],
@@ -51,9 +79,11 @@ def plot_validation(
     title: str | None = None,
 ) -> Path:
     """One PNG: (a) D on Arrhenius axes with 95 % intervals and the fitted lines, (b) MSD overlay,
-    (c, d) the ion–anion and ion–ion RDFs. Solid: model; dashed / open: reference."""
+    (c, d) the ion–anion and ion–ion RDFs, (e) the framework: each pair's closest approach in the
+    model's run over the reference's, with the floor. Solid: model; dashed / open: reference."""
     rdf_names = list(comparisons[0].rdf) if comparisons else []
-    panels = 2 + len(rdf_names)
+    framework = bool(comparisons and comparisons[0].framework.get("closest"))
+    panels = 2 + len(rdf_names) + int(framework)
     figure = Figure(figsize=(4.2 * panels, 3.8), layout="constrained")
     axes = figure.subplots(1, panels)
     ax = axes[0]
@@ -140,6 +170,8 @@ def plot_validation(
         ax.set_ylabel(f"g(r) {name}")
         ax.set_title(f"RDF {name}")
         ax.legend(fontsize="x-small")
+    if framework:
+        _plot_framework(axes[-1], comparisons)
     if title:
         figure.suptitle(title)
     target = Path(path)

@@ -24,6 +24,8 @@ import numpy as np
 from ase.io import iread, write
 
 from superionic.analysis.diffusion import WindowRule
+from superionic.analysis.integrity import floors_from_trajectories
+from superionic.analysis.readers import open_trajectory
 from superionic.analysis.report import find_temperature
 from superionic.md.driver import MdConfig, run_md
 from superionic.validation.compare import (
@@ -314,9 +316,13 @@ def validate(
     models, references, comparisons = [], [], []
     for ref in refs:
         rdf = RdfSettings(ion=request.ion, anion=request.anion, r_max_A=request.rdf_r_max_A)
+        reference_file = _uncompressed(ref.path, Path(request.output) / "references")
+        # The teacher's own closest approach of each pair at this temperature: the model's run is
+        # judged against factor × that (analysis.integrity), its transport from the intact frames.
+        floors = floors_from_trajectories([open_trajectory(reference_file)])
         reference_probe = RunTransport.from_file(
             "reference",
-            _uncompressed(ref.path, Path(request.output) / "references"),
+            reference_file,
             ref.temperature_K,
             ion=request.ion,
             rule=rule,
@@ -325,6 +331,7 @@ def validate(
             seed=settings.seed,
         )
         reference_probe.source = str(ref.path)  # the committed file, not its decompressed copy
+        reference_probe.closest_A = dict(floors.closest_A)
         if not any(name != f"{request.ion}-{request.ion}" for name in reference_probe.rdfs):
             notes.append(f"no anion among {sorted(reference_probe.composition)}: only the {request.ion} RDF")
         model_path = _match(trajectories, ref.temperature_K)
@@ -338,6 +345,7 @@ def validate(
             rdf=rdf,
             n_bootstrap=settings.n_bootstrap,
             seed=settings.seed + 1,
+            floors=floors,
         )
         model_run.source = str(model_path)
         comparison = compare_temperature(model_run, reference_probe, settings)
@@ -388,6 +396,7 @@ def _comparison_dict(c: TemperatureComparison) -> dict[str, Any]:
         "verdicts": [v.to_dict() for v in c.verdicts],
         "msd_at_equal_lags": c.msd_lags,
         "rdf": c.rdf,
+        "framework": c.framework,
         "notes": c.notes,
     }
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from superionic.analysis.diffusion import DiffusionResult, WindowRule, tracer_diffusion
 from superionic.analysis.errors import NoDiffusiveRegimeError, TrajectoryTooShortError
+from superionic.analysis.integrity import Floors, IntegrityReport, PrefixReader, check_integrity
 from superionic.analysis.msd import msd_per_atom_components_fft
 from superionic.analysis.rdf import RdfResult, partial_rdf
 from superionic.analysis.readers import load_ion_positions, open_trajectory
@@ -39,17 +40,26 @@ def pick_anion(composition: dict[str, int], ion: str) -> str | None:
 
 @dataclass
 class RdfSettings:
-    """The ion–anion and ion–ion RDFs; ``anion`` None picks the most abundant of ``ANIONS``."""
+    """The ion–anion and ion–ion RDFs (``anion`` None picks the most abundant of ``ANIONS``), then,
+    with ``framework``, every other pair of elements: the framework the ion moves through."""
 
     ion: str = "Li"
     anion: str | None = None
     r_max_A: float = 6.0
     bin_width_A: float = 0.05
     n_blocks: int = 5
+    framework: bool = True
 
-    def pairs(self, composition: dict[str, int]) -> list[tuple[str, str]]:
+    def ion_pairs(self, composition: dict[str, int]) -> list[tuple[str, str]]:
         anion = self.anion or pick_anion(composition, self.ion)
         return ([(self.ion, anion)] if anion else []) + [(self.ion, self.ion)]
+
+    def pairs(self, composition: dict[str, int]) -> list[tuple[str, str]]:
+        pairs = self.ion_pairs(composition)
+        if self.framework:
+            others = sorted(s for s in composition if s != self.ion)
+            pairs += [(a, b) for i, a in enumerate(others) for b in others[i:]]
+        return pairs
 
 
 @dataclass
@@ -70,6 +80,10 @@ class RunTransport:
     n_atoms: int = 0
     volume_A3: float = float("nan")
     composition: dict[str, int] = field(default_factory=dict)
+    # The framework check against the reference's floors (model runs), and the closest approach of
+    # every element pair over the whole file (analysis.integrity; names as pair_key gives them).
+    integrity: IntegrityReport | None = None
+    closest_A: dict[str, float] = field(default_factory=dict)
 
     @property
     def duration_ps(self) -> float:
@@ -141,9 +155,24 @@ class RunTransport:
         seed: int = 0,
         type_names: Sequence[str] | None = None,
         timestep_ps: float | None = None,
+        floors: Floors | None = None,
     ) -> RunTransport:
-        """From any trajectory the analysis readers take (H5MD, LAMMPS dump, extxyz, XDATCAR)."""
+        """From any trajectory the analysis readers take (H5MD, LAMMPS dump, extxyz, XDATCAR).
+
+        With ``floors`` (the reference's, for a model run) the framework is checked first and a
+        broken run is measured on its intact frames only, as `superionic analyze` does."""
         reader = open_trajectory(path, type_names=type_names, timestep_ps=timestep_ps)
+        integrity = None
+        if floors is not None:
+            integrity = check_integrity(reader, floors)
+            if not integrity.intact:
+                first = integrity.first_broken_frame or 0
+                if first < 2:
+                    raise ValidationError(
+                        f"{path}: {integrity.summary()}; no intact frames to compare: the model left its "
+                        "training data at once"
+                    )
+                reader = PrefixReader(reader, first)
         ions = load_ion_positions(reader, ion)
         try:
             run = cls.from_arrays(
@@ -163,6 +192,9 @@ class RunTransport:
             ions.close()
         symbols = np.array(reader.header.symbols)
         run.composition = {s: int((symbols == s).sum()) for s in sorted(set(symbols.tolist()))}
+        run.integrity = integrity
+        if integrity is not None:
+            run.closest_A = dict(integrity.closest_A)
         if rdf is not None:
             run.rdfs = _rdfs(reader, rdf)  # a second pass over the same reader: all atoms, strided
         return run
