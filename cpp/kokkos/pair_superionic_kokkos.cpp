@@ -117,6 +117,10 @@ void PairSuperionicKokkos<DeviceType>::settings(int narg, char **arg)
     if (key == "device") device_given = true;
     if (key == "committee" || key == "debug/edges" || utils::strmatch(key, "^devi_"))
       error->all(FLERR, "pair_style superionic/kk: keyword '{}' is not available in the Kokkos style yet; run without -sf kk (pair_style superionic)", key);
+    // The physical-sanity guard (docs/guard.md) is checked in pair_style superionic's compute(),
+    // which this style replaces: asking for it here would be a guard that never runs.
+    if ((key == "guard" && std::string(arg[iarg + 1]) != "0") || key == "guard_action" || key == "guard_factor")
+      error->all(FLERR, "pair_style superionic/kk: keyword '{}': the distance guard is not available in the Kokkos style yet; run without -sf kk (pair_style superionic) or set guard 0", key);
   }
 }
 
@@ -175,6 +179,12 @@ void PairSuperionicKokkos<DeviceType>::coeff(int narg, char **arg)
   }
   // Models (placed by resolve_device above), type map, cutoffs, setflag and the log: the base's.
   PairSuperionic::coeff(narg, arg);
+  // The base armed its guard from the model's floors; this style's compute() does not run it.
+  if (!guard_floor_sq.empty()) {
+    guard_floor_sq.clear();
+    if (comm->me == 0)
+      utils::logmesg(lmp, "pair superionic/kk: the distance guard is not run by the Kokkos style (docs/guard.md); run without -sf kk to have it\n");
+  }
 
   native_kk = 0;
   std::string how;

@@ -470,3 +470,15 @@ def test_serial_kernel_matches_cpu_kernel_and_torch(
         assert d_e <= tol * max(1.0, float(np.abs(energy).max()))
         assert d_g <= tol * max(1.0, float(np.abs(edge_grad).max()))
         assert np.all(grad[~owned] == 0.0)
+
+
+@needs_kokkos
+def test_kokkos_refuses_the_guard(tmp_path: Path, sprinter_file: Path) -> None:
+    """pair_style superionic's distance guard runs in its compute(), which superionic/kk replaces:
+    asking for it under -sf kk is refused in one line rather than silently not checked."""
+    write_single_point_input(tmp_path, sprinter_cell(), sprinter_file, pair_style="superionic guard 5")
+    cmd = [*lammps_command(1), "-k", "on", "t", "1", "-sf", "kk", "-in", "in.lmp"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=300)
+    run = LammpsRun(proc.returncode, proc.stdout + proc.stderr)
+    assert run.error_line is not None
+    assert "the distance guard is not available in the Kokkos style yet" in run.error_line
