@@ -16,6 +16,7 @@ from superionic.workflows.learn_selection import (
     DeviationSeries,
     band_candidates,
     deviation_statistics,
+    onset_candidates,
     select_frames,
     spaced,
     uncertain_fraction,
@@ -107,6 +108,39 @@ def test_cap_is_shared_out_over_temperatures_in_turn():
     ]
     assert len(select_frames([cold, hot], max_frames=100, min_gap_steps=50)) == 6
     assert select_frames([[], []], max_frames=3, min_gap_steps=50) == []
+
+
+def test_onsets_are_the_last_frames_before_each_excursion_and_come_first():
+    band = Band(lo=0.1, hi=0.3)
+    # Two excursions: one crossing at step 50 (0.25 -> 0.5), one at step 120 (0.2 -> 0.9).
+    values = [0.05, 0.12, 0.15, 0.2, 0.25, 0.5, 0.8, 0.4, 0.2, 0.15, 0.12, 0.2, 0.9, 1.2]
+    series = _series(np.arange(len(values)) * 10, values)
+    frames = [0, 20, 40, 60, 80, 100, 120]  # every other deviation step is a frame
+    onsets = onset_candidates(series, frames, band, 900.0, per_excursion=2)
+    # Before 50: the frames 40 (0.25) and 20 (0.15); before 120: frames 100 (0.12) and 80 (0.2).
+    assert [(c.step, c.max_devi_f) for c in onsets] == [(20, 0.15), (40, 0.25), (80, 0.2), (100, 0.12)]
+    assert all(c.onset for c in onsets)
+    # Spacing takes onsets before any larger in-band deviation.
+    plain = [Candidate(900.0, 500, 0.29)]
+    taken = spaced(plain + onsets, min_gap_steps=15)
+    assert [c.step for c in taken][:4] == [40, 80, 20, 100] and taken[-1].step == 500
+
+
+def test_the_best_round_is_kept_and_a_worse_round_is_named():
+    from superionic.workflows.learn import best_round
+
+    def record(k, broken, uncertain):
+        return {
+            "round": k,
+            "temperatures": {"900": {"broken_fraction": broken, "uncertain_fraction": uncertain}},
+        }
+
+    rounds = [record(0, 0.0, 0.40), record(1, 0.0, 0.10), record(2, 0.6, 0.05)]
+    best, worse = best_round(rounds)
+    assert best == 1  # round 2 has the fewest uncertain steps, but its framework broke
+    assert len(worse) == 1 and worse[0].startswith("round 2 made the committee worse than round 1")
+    rounds = [record(0, 0.0, 0.40), record(1, 0.0, 0.10), record(2, 0.0, 0.10)]
+    assert best_round(rounds) == (2, [])  # a tie goes to the later round, which has more data
 
 
 def test_round_state_markers_survive_a_reload(tmp_path):

@@ -272,7 +272,10 @@ def learn(job: Job) -> dict[str, Any]:
         "uncertain_fraction_max": fractions,
         "committee": job.relative(result.final_committee),
         "report": job.relative(result.report_json),
-        "line": f"{len(result.rounds)} rounds ({result.stopped}), {added} frames added, uncertain {text}",
+        "kept_round": result.best_round,
+        "worse_rounds": result.worse_rounds,
+        "line": f"{len(result.rounds)} rounds ({result.stopped}), {added} frames added, uncertain {text}; "
+        f"kept round {result.best_round}",
     }
 
 

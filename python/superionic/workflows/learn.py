@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -44,6 +45,7 @@ from superionic.workflows.learn_selection import (
     DeviationSeries,
     band_candidates,
     deviation_statistics,
+    onset_candidates,
     select_frames,
 )
 from superionic.workflows.learn_state import EventLog, RoundState, write_json_atomic
@@ -73,7 +75,9 @@ class LearnResult:
     output: str
     rounds: list[dict[str, Any]]
     stopped: str  # converged | rounds
-    final_committee: str
+    final_committee: str  # the best round's committee (round_score), not necessarily the last
+    best_round: int
+    worse_rounds: list[str]  # one sentence per round that made the committee worse than its predecessor
     report_json: str
     report_csv: str
     figure: str
@@ -253,6 +257,7 @@ class _Run:
             run = md_result["runs"][f"{t:g}"]
             production = self.series(run).production(config.md.eq_steps)
             stats = deviation_statistics(production, self.band)
+            stats.update(self._framework(run))
             stats.update(self._diffusion(run, directory / "analysis" / f"T{t:g}K"))
             stats["stopped_at_step"] = self._stopped_at(run)
             per_t[f"{t:g}"] = stats
@@ -267,6 +272,22 @@ class _Run:
         if config.validation.references:
             result["validation"] = self._validate(r, directory, md_result, exported)
         return _finite(result)
+
+    def _framework(self, run: dict[str, Any]) -> dict[str, Any]:
+        """The framework check of the run (docs/guard.md) against member 0's floors."""
+        from superionic.analysis.integrity import check_integrity, floors_for
+        from superionic.analysis.readers import open_trajectory
+
+        trajectory = Path(run["trajectory"])
+        floors = floors_for(trajectory)
+        if floors is None:
+            return {"broken_fraction": None, "first_broken_ps": None, "first_breach": None}
+        report = check_integrity(open_trajectory(trajectory), floors)
+        return {
+            "broken_fraction": report.broken_fraction,
+            "first_broken_ps": report.first_broken_time_ps,
+            "first_breach": report.summary() if not report.intact else None,
+        }
 
     def _stopped_at(self, run: dict[str, Any]) -> int | None:
         """The step at which devi_stop ended the run (superionic md's stopped.json), else None."""
@@ -334,17 +355,31 @@ class _Run:
             run = md_result["runs"][f"{t:g}"]
             production = self.series(run).production(config.md.eq_steps)
             series[t] = production
-            per_t.append(band_candidates(production, trajectory_steps(run["trajectory"]), self.band, t))
+            steps = trajectory_steps(run["trajectory"])
+            onsets = onset_candidates(production, steps, self.band, t)
+            taken = {c.step for c in onsets}
+            per_t.append(
+                onsets + [c for c in band_candidates(production, steps, self.band, t) if c.step not in taken]
+            )
         chosen = select_frames(per_t, config.max_frames, config.gap_steps)
         frames = []
         for c in chosen:
             frames.append(
-                {"temperature_K": c.temperature_K, "step": c.step, **series[c.temperature_K].row(c.step)}
+                {
+                    "temperature_K": c.temperature_K,
+                    "step": c.step,
+                    "onset": c.onset,
+                    **series[c.temperature_K].row(c.step),
+                }
             )
         write_json_atomic(directory / "selected.json", frames)
         return {
             "candidates": {f"{t:g}": len(c) for t, c in zip(config.temperatures, per_t, strict=True)},
+            "onsets": {
+                f"{t:g}": sum(c.onset for c in cs) for t, cs in zip(config.temperatures, per_t, strict=True)
+            },
             "selected": len(frames),
+            "selected_onsets": sum(1 for f in frames if f["onset"]),
             "file": str(directory / "selected.json"),
         }
 
@@ -376,6 +411,7 @@ class _Run:
                         "md_step": int(c["step"]),
                         "md_trajectory": run["trajectory"],
                         "max_devi_f": c["max_devi_f"],
+                        "excursion_onset": bool(c.get("onset", False)),
                         "min_devi_f": c["min_devi_f"],
                         "avg_devi_f": c["avg_devi_f"],
                         "devi_e": c["devi_e"],
@@ -442,17 +478,52 @@ class _Run:
 
     def _report(self, states: list[RoundState], stopped: str | None) -> LearnResult:
         rounds = [_round_record(s) for s in states]
-        paths = write_report(self.output, rounds, self.config, stopped)
-        final = states[-1].result("exported")["committee"] if states else ""
+        best, worse = best_round(rounds)
+        paths = write_report(self.output, rounds, self.config, stopped, best, worse)
+        final = states[best].result("exported")["committee"] if states else ""
         return LearnResult(
             output=str(self.output),
             rounds=rounds,
             stopped=stopped or "running",
             final_committee=final,
+            best_round=best,
+            worse_rounds=worse,
             report_json=str(paths[0]),
             report_csv=str(paths[1]),
             figure=str(paths[2]),
         )
+
+
+def round_score(record: dict[str, Any]) -> tuple[float, float]:
+    """What makes a round better (smaller): first the largest fraction of broken frames over its
+    temperatures (a framework that breaks makes every other number meaningless), then its largest
+    uncertain fraction. A round not yet analysed scores worst."""
+    temps = record.get("temperatures")
+    if not temps:
+        return (math.inf, math.inf)
+    broken = max((t.get("broken_fraction") or 0.0) for t in temps.values())
+    uncertain = [t.get("uncertain_fraction") for t in temps.values()]
+    worst = max((u if u is not None else math.inf) for u in uncertain)
+    return (broken, worst)
+
+
+def best_round(rounds: list[dict[str, Any]]) -> tuple[int, list[str]]:
+    """The round whose committee is kept (smallest round_score; the later round on a tie, it has
+    more data) and a sentence for every round that scored worse than the round before it."""
+    if not rounds:
+        return 0, []
+    scores = [round_score(r) for r in rounds]
+    best = min(range(len(rounds)), key=lambda k: (scores[k], -k))
+    worse = []
+    for k in range(1, len(rounds)):
+        if scores[k] > scores[k - 1] and math.isfinite(scores[k][1]):
+            (b0, u0), (b1, u1) = scores[k - 1], scores[k]
+            worse.append(
+                f"round {k} made the committee worse than round {k - 1}: broken frames "
+                f"{100 * b0:.3g} % → {100 * b1:.3g} %, largest uncertain fraction "
+                f"{100 * u0:.3g} % → {100 * u1:.3g} %"
+            )
+    return best, worse
 
 
 def _forget_unresumable(directory: Path) -> None:

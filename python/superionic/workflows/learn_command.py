@@ -70,7 +70,12 @@ def cmd_learn(args: argparse.Namespace) -> int:
     detail = (
         f"target {config.target_fraction:g}" if result.stopped == "converged" else f"{config.rounds} rounds"
     )
-    print(f"{verdict} {detail}; committee {result.final_committee}")
+    for sentence in result.worse_rounds:
+        print(sentence)
+    print(
+        f"{verdict} {detail}; kept round {result.best_round} (docs/active_learning.md): "
+        f"committee {result.final_committee}"
+    )
     print(f"report {result.report_json}; table {result.report_csv}; figure {result.figure}")
     return 0
 

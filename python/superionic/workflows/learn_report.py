@@ -104,7 +104,12 @@ def plot_rounds(rounds: list[dict[str, Any]], config: LearnConfig, path: Path) -
 
 
 def write_report(
-    output: Path, rounds: list[dict[str, Any]], config: LearnConfig, stopped: str | None
+    output: Path,
+    rounds: list[dict[str, Any]],
+    config: LearnConfig,
+    stopped: str | None,
+    best_round: int = 0,
+    worse_rounds: list[str] | None = None,
 ) -> tuple[Path, Path, Path]:
     json_path, csv_path, png_path = output / "learn.json", output / "learn.csv", output / "learn.png"
     body = {
@@ -115,8 +120,12 @@ def write_report(
             "threshold_eV_per_A": config.threshold if config.threshold is not None else config.lo,
             "target_fraction": config.target_fraction,
             "converged_when": "every temperature's uncertain fraction <= target_fraction",
+            "kept_round": "the round with the smallest (largest broken-frame fraction over its "
+            "temperatures, then largest uncertain fraction); the later round on a tie",
         },
         "stopped": stopped or "running",
+        "kept_round": best_round,
+        "worse_rounds": worse_rounds or [],
         "rounds": rounds,
         "config": config.to_dict(),
     }

@@ -10,6 +10,11 @@ forces) sorts every deviation step into three groups, as DP-GEN does:
 * above ``hi``: the members disagree so much that the configuration is most likely unphysical
   (atoms too close, a run that is blowing up); labelling it would teach the model an artefact.
 
+An excursion above ``hi`` is not discarded, though: the frames just before its deviation crosses
+``hi`` are where the model starts to leave its data, still physical, and labelling them fills the
+hole the excursion runs into (otherwise the next round finds it again, docs/guard.md). They are
+taken before any other candidate of the run.
+
 The *uncertain fraction* of a run is the fraction of its production deviation steps with
 ``max_devi_f > threshold``, the threshold being ``lo`` unless stated. It is DP-GEN's convergence
 measure (1 − its "accurate ratio"): a step above ``lo`` is one the data do not cover, whether it is
@@ -90,6 +95,7 @@ class Candidate:
     temperature_K: float
     step: int
     max_devi_f: float
+    onset: bool = False  # one of the last frames before an excursion above hi
 
 
 def uncertain_fraction(values: np.ndarray, band: Band) -> float:
@@ -130,12 +136,34 @@ def band_candidates(
     return [Candidate(temperature_K, int(series.step[k]), float(series.max_devi_f[k])) for k in picked]
 
 
+def onset_candidates(
+    series: DeviationSeries,
+    frame_steps: Sequence[int] | np.ndarray,
+    band: Band,
+    temperature_K: float,
+    per_excursion: int = 2,
+) -> list[Candidate]:
+    """For each excursion (the deviation crossing from <= hi to > hi), the last ``per_excursion``
+    trajectory frames before the crossing whose deviation is still <= hi."""
+    frames = np.isin(series.step, np.asarray(frame_steps, dtype=np.int64))
+    above = series.max_devi_f > band.hi
+    crossings = np.flatnonzero(above[1:] & ~above[:-1]) + 1
+    out: list[Candidate] = []
+    for k in crossings:
+        before = [j for j in range(k - 1, -1, -1) if frames[j] and not above[j]][:per_excursion]
+        out += [
+            Candidate(temperature_K, int(series.step[j]), float(series.max_devi_f[j]), True) for j in before
+        ]
+    unique = {c.step: c for c in out}
+    return sorted(unique.values(), key=lambda c: c.step)
+
+
 def spaced(candidates: Sequence[Candidate], min_gap_steps: int) -> list[Candidate]:
-    """The candidates of one run taken largest deviation first, skipping any closer than
-    ``min_gap_steps`` to one already taken: consecutive frames of one run are nearly the same
-    configuration, so a second one costs a label and teaches little."""
+    """The candidates of one run, onsets of excursions first, then largest deviation first,
+    skipping any closer than ``min_gap_steps`` to one already taken: consecutive frames of one run
+    are nearly the same configuration, so a second one costs a label and teaches little."""
     taken: list[Candidate] = []
-    for candidate in sorted(candidates, key=lambda c: (-c.max_devi_f, c.step)):
+    for candidate in sorted(candidates, key=lambda c: (not c.onset, -c.max_devi_f, c.step)):
         if all(abs(candidate.step - t.step) >= min_gap_steps for t in taken):
             taken.append(candidate)
     return taken
