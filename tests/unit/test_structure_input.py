@@ -95,7 +95,7 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, dict, str]]:
         "non-neutral charges": (
             ARGYRODITE,
             {"supercell": (1, 1, 2), "oxidation_states": {"Li": 1, "P": 5, "S": -2, "Cl": 1}},
-            "check the occupancies or --oxidation-states",
+            "make no neutral compound: check the occupancies of Li, or the oxidation states",
         ),
         "oxidation state missing": (
             ARGYRODITE,

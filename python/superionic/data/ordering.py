@@ -41,6 +41,7 @@ from superionic.data.structure_input import SiteTable, StructureError, _is_parti
 __all__ = [
     "CellRequest",
     "OrderingReport",
+    "check_formula",
     "choose_supercell",
     "order_cell",
     "perpendicular_widths",
@@ -99,6 +100,9 @@ class OrderingReport:
     disordered: bool = True
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # The file's _chemical_formula_sum and what the ordered cell was held against (empty: none given).
+    declared_formula: str = ""
+    formula_check: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,7 +148,8 @@ def _oxidation_states(table: SiteTable, request: CellRequest) -> tuple[dict[str,
             )
         return {e: int(request.oxidation_states[e]) for e in elements}, "given by the user"
     if table.oxidation_states and all(e in table.oxidation_states for e in elements):
-        return {e: table.oxidation_states[e] for e in elements}, f"from {table.source}"
+        where = table.oxidation_states_from or "the file"
+        return {e: table.oxidation_states[e] for e in elements}, f"from {table.source} ({where})"
     from pymatgen.core import Composition
 
     ideal = table.ideal_counts()
@@ -164,8 +169,111 @@ def _oxidation_states(table: SiteTable, request: CellRequest) -> tuple[dict[str,
             f"{table.source}: could not guess oxidation states for {', '.join(elements)}; give them "
             f"with --oxidation-states {','.join(f'{e}=N' for e in elements)}"
         )
-    best = guesses[0]
-    return {e: round(best[e]) for e in elements}, "guessed by pymatgen (Composition.oxi_state_guesses)"
+    best = {e: round(guesses[0][e]) for e in elements}
+    _check_guess(table, best)
+    return best, "guessed by pymatgen (Composition.oxi_state_guesses)"
+
+
+def _check_guess(table: SiteTable, guess: dict[str, int]) -> None:
+    """A guessed set that gives an element the state 0 or one outside its common states is what
+    a wrong composition looks like (the guess absorbs the excess charge there): refused, with the
+    guess and how to give the states."""
+    from pymatgen.core import Element
+
+    for element, state in guess.items():
+        common = tuple(int(x) for x in Element(element).common_oxidation_states)
+        if state != 0 and (not common or state in common):
+            continue
+        listed = ", ".join(f"{c:+d}" for c in common) or "none listed"
+        why = (
+            f"the state 0 (its common states: {listed})"
+            if state == 0
+            else f"{state:+d}, not one of its common states ({listed})"
+        )
+        template = ",".join(f"{e}={'?' if e == element else s}" for e, s in guess.items())
+        counts = " ".join(f"{e}{v:.4g}" for e, v in table.ideal_counts().items())
+        raise StructureError(
+            f"{table.source}: the oxidation states guessed from the occupancies ({_format_states(guess)}) "
+            f"give {element} {why}: the occupancies ({counts} per cell) are probably not a "
+            f"real compound; check them, or if they are right give the states with --oxidation-states "
+            f"{template}"
+        )
+
+
+# Beyond this the composition differs from the file's formula by more than its rounding.
+FORMULA_TOLERANCE = 0.05
+
+
+def _declared(table: SiteTable) -> dict[str, float] | None:
+    """The CIF's _chemical_formula_sum as amounts per element, or None when it has none."""
+    if not table.declared_formula:
+        return None
+    from pymatgen.core import Composition
+
+    try:
+        parsed = Composition(table.declared_formula)
+    except Exception as error:  # pymatgen raises ValueError/KeyError on text it cannot parse
+        raise StructureError(
+            f"{table.source}: _chemical_formula_sum '{table.declared_formula}' is not a formula "
+            "(e.g. 'Li6 P1 S5 Cl1'); correct it or remove the line"
+        ) from error
+    return {str(e): float(n) for e, n in parsed.get_el_amt_dict().items()}
+
+
+def _formula_scale(table: SiteTable, declared: dict[str, float], counts: dict[str, float]) -> float:
+    """How many formula units the counts hold: the median ratio over elements on fully occupied
+    sites only (their counts are exact), else over every element. The median keeps one wrong
+    element from moving the scale it is judged by."""
+    exact = {e for occ in table.occupancy if not _is_partial(occ) for e in occ}
+    exact -= {e for occ in table.occupancy if _is_partial(occ) for e in occ}
+    pool = [e for e in declared if e in exact and counts.get(e, 0) > 0] or [
+        e for e in declared if counts.get(e, 0) > 0
+    ]
+    return float(np.median([counts[e] / declared[e] for e in pool])) if pool else 0.0
+
+
+def check_formula(table: SiteTable, counts: dict[str, float], what: str, absolute: float) -> dict[str, Any]:
+    """Hold ``counts`` (atoms per element in a cell) against the file's _chemical_formula_sum.
+
+    The formula fixes the ratios, not the number of formula units in the cell (writers disagree on
+    what ``_cell_formula_units_Z`` counts), so the counts are scaled to it first. An element beyond
+    ``FORMULA_TOLERANCE`` of its expected amount and more than ``absolute`` atoms from it, or an
+    element only one side names, is refused in one line. Returns what the report records."""
+    declared = _declared(table)
+    if declared is None:
+        return {}
+    formula = table.declared_formula
+    present = {e for e, n in counts.items() if n > 0}
+    extra = sorted(present - set(declared))
+    absent = sorted(set(declared) - present)
+    if extra or absent:
+        what_is_wrong = (
+            f"the sites hold {', '.join(extra)}, which _chemical_formula_sum '{formula}' does not name"
+            if extra
+            else f"_chemical_formula_sum '{formula}' names {', '.join(absent)}, which no site holds"
+        )
+        raise StructureError(f"{table.source}: {what_is_wrong}; correct the atom sites or the formula")
+    scale = _formula_scale(table, declared, counts)
+    expected = {e: declared[e] * scale for e in declared}
+    wrong = [
+        e
+        for e in declared
+        if abs(counts[e] - expected[e]) > max(FORMULA_TOLERANCE * expected[e], absolute) + 1e-9
+    ]
+    if wrong:
+        listed = "; ".join(f"{counts[e]:.4g} {e} where it says {expected[e]:.4g}" for e in wrong)
+        units = f"{scale:.4g} formula unit{'' if scale == 1 else 's'}"
+        raise StructureError(
+            f"{table.source}: {what} disagrees with its _chemical_formula_sum '{formula}' ({units}): "
+            f"{listed}; the file describes no real compound: check the occupancies of "
+            f"{', '.join(wrong)} (or the formula)"
+        )
+    return {
+        "formula": formula,
+        "formula_units": round(scale, 6),
+        "expected": {e: round(v, 4) for e, v in expected.items()},
+        "tolerance": f"{100 * FORMULA_TOLERANCE:g} % and {absolute:g} atom",
+    }
 
 
 def _apportion(ideal: dict[int, float], total: int) -> dict[int, int]:
@@ -269,7 +377,12 @@ def _plan(
                 ideal_total,
                 adjustments,
                 f"{element}: {composition[element]} atoms against {value:.2f} from the occupancies "
-                f"(more than {100 * request.composition_tolerance:g} % and half an atom apart)",
+                f"(more than {100 * request.composition_tolerance:g} % and half an atom apart"
+                + (
+                    f"; charge neutrality with {_format_states(oxidation)} moved it)"
+                    if any(a.startswith(f"{element}: ") and "neutrality" in a for a in adjustments)
+                    else ")"
+                ),
             )
 
     counts: dict[int, dict[str, int]] = {
@@ -312,7 +425,7 @@ def _plan(
 
 
 def _format_states(oxidation: dict[str, int]) -> str:
-    return ",".join(f"{e}={n:+d}" for e, n in oxidation.items())
+    return ",".join(f"{e}={n:+d}" if n else f"{e}=0" for e, n in oxidation.items())
 
 
 def _smallest_working(table: SiteTable, oxidation: dict[str, int], request: CellRequest) -> str:
@@ -339,18 +452,32 @@ def order_cell(table: SiteTable, request: CellRequest | None = None) -> tuple[At
     else:
         reps = (1, 1, 1)
     reps = (reps[0], reps[1], reps[2])
+    # Composition first, before charges and draws: a file whose occupancies contradict its own
+    # formula describes no real compound, whatever the ordering would make of it.
+    check_formula(table, table.ideal_counts(), "the occupancies' composition", absolute=0.5)
     if not table.disordered:
         return _ordered_input(table, request, reps)
     oxidation, oxidation_from = _oxidation_states(table, request)
     plan = _plan(table, reps, oxidation, request)
     if plan.problem is not None:
-        working = _smallest_working(table, oxidation, request)
-        fix = (
-            f"the smallest cell that works is --supercell {working}"
-            if working
-            else "no supercell up to 4x4x4 works; check the occupancies or --oxidation-states"
-        )
+        if "charge neutrality with" in plan.problem:  # no cell size helps: the charges do not add up
+            element = plan.problem.split(":")[0]
+            states_from = oxidation_from.replace(f"from {table.source} ", "from the file, ")
+            fix = (
+                f"these occupancies and oxidation states ({states_from}) make no neutral compound: "
+                f"check the occupancies of {element}, or the oxidation states"
+            )
+        else:
+            working = _smallest_working(table, oxidation, request)
+            fix = (
+                f"the smallest cell that works is --supercell {working}"
+                if working
+                else "no supercell up to 4x4x4 works; check the occupancies or --oxidation-states"
+            )
         raise StructureError(f"{table.source}: {plan.problem} in a {'x'.join(map(str, reps))} cell; {fix}")
+    formula_check = check_formula(
+        table, {e: float(n) for e, n in plan.composition.items()}, "the ordered cell", absolute=1.0
+    )
 
     cell, frac, site_index = _supercell_table(table, reps)
     positions = frac @ cell
@@ -428,6 +555,8 @@ def order_cell(table: SiteTable, request: CellRequest | None = None) -> tuple[At
         cell_widths_A=[round(float(w), 4) for w in perpendicular_widths(cell)],
         disordered=table.disordered,
         notes=table.notes,
+        declared_formula=table.declared_formula,
+        formula_check=formula_check,
     )
     atoms.info.update(
         material=table.name,
@@ -448,6 +577,7 @@ def _ordered_input(
     symbols = [next(iter(occ)) for occ in table.occupancy]
     atoms = Atoms(symbols, scaled_positions=table.frac, cell=table.cell, pbc=True).repeat(reps)
     composition = {e: int(atoms.get_chemical_symbols().count(e)) for e in table.elements}
+    formula_check = check_formula(table, {e: float(n) for e, n in composition.items()}, "the cell", 0.5)
     report = OrderingReport(
         source=table.source,
         citation=table.citation,
@@ -470,6 +600,8 @@ def _ordered_input(
         cell_widths_A=[round(float(w), 4) for w in perpendicular_widths(atoms.cell.array)],
         disordered=False,
         notes=table.notes,
+        declared_formula=table.declared_formula,
+        formula_check=formula_check,
     )
     atoms.info.update(
         material=table.name,

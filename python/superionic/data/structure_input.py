@@ -64,6 +64,9 @@ class SiteTable:
     family_labels: list[str]
     oxidation_states: dict[str, int] | None = None
     formula: str = ""  # nominal formula where known (the built-ins)
+    # The file's own _chemical_formula_sum, checked against the occupancies and the ordered cell.
+    declared_formula: str = ""
+    oxidation_states_from: str = ""  # which part of the file gave ``oxidation_states``
     rules: OrderingRules = field(default_factory=OrderingRules)
     notes: str = ""
 
@@ -266,6 +269,13 @@ def _from_cif(path: Path, name: str) -> SiteTable:
             label = f"{label}({'/'.join(occ)})" if label else "/".join(occ)
         labels.append(label)
     family_labels = list(dict.fromkeys(labels))
+    oxidation_from = "its _atom_type_oxidation_number" if oxidation else ""
+    if not oxidation:
+        oxidation = _type_symbol_states(path, block)
+        oxidation_from = "its charged _atom_site_type_symbol values" if oxidation else ""
+    formula = block.get("_chemical_formula_sum")
+    declared = formula.strip() if isinstance(formula, str) else ""
+    declared = "" if declared in ("?", ".") else declared
     return SiteTable(
         name=name,
         source=str(path),
@@ -276,7 +286,40 @@ def _from_cif(path: Path, name: str) -> SiteTable:
         family=np.array([family_labels.index(x) for x in labels]),
         family_labels=family_labels,
         oxidation_states=oxidation or None,
+        declared_formula=declared,
+        oxidation_states_from=oxidation_from,
     )
+
+
+# A charged type symbol as CIF writers spell it: Li1+, Li+, S2-, O-2 (pymatgen writes Na+ and P5+).
+_CHARGED_SYMBOL = re.compile(r"^([A-Z][a-z]?)(\d*)([+-])(\d*)$")
+
+
+def _type_symbol_states(path: Path, block: dict) -> dict[str, int]:
+    """Oxidation states from charged ``_atom_site_type_symbol`` values (``Li1+``, ``S2-``), which
+    pymatgen reads only together with an ``_atom_type_oxidation_number`` loop. Empty when the file
+    has no charged symbols; an element given two different states is refused (one state per element
+    is what the ordering's charge balance and Ewald criterion use)."""
+    symbols = block.get("_atom_site_type_symbol") or []
+    states: dict[str, set[int]] = {}
+    for raw in [symbols] if isinstance(symbols, str) else symbols:
+        match = _CHARGED_SYMBOL.match(str(raw).strip())
+        if not match:
+            continue
+        element, before, sign, after = match.groups()
+        if before and after:
+            continue  # "Li1+1" is not a charge notation
+        magnitude = int(before or after or 1)
+        states.setdefault(element, set()).add(magnitude if sign == "+" else -magnitude)
+    mixed = {e: sorted(v) for e, v in states.items() if len(v) > 1}
+    if mixed:
+        element, values = next(iter(mixed.items()))
+        shown = " and ".join(f"{v:+d}" for v in values)
+        raise StructureError(
+            f"{path}: _atom_site_type_symbol gives {element} the states {shown}; the ordering uses one "
+            f"state per element: give every element's with --oxidation-states ({element}=N,...)"
+        )
+    return {e: next(iter(v)) for e, v in states.items()}
 
 
 def _check_table(table: SiteTable) -> None:
