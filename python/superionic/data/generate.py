@@ -43,6 +43,7 @@ import superionic
 from superionic.data.labellers import Labeller, make_labeller
 from superionic.data.materials import build_cell, structure_name
 from superionic.data.ordering import OrderingReport
+from superionic.data.resume_state import RunState, fingerprint, read_complete_frames, state_path
 
 __all__ = [
     "GenerateConfig",
@@ -204,12 +205,14 @@ def check_not_collapsed(atoms: Atoms, context: str) -> None:
 class FrameWriter:
     """Appends frames to ``<output>.partial`` (plain extxyz, readable while running) and gzips at the end."""
 
-    def __init__(self, output: Path) -> None:
+    def __init__(self, output: Path, kept: int = 0) -> None:
+        """``kept``: frames of a resumed run already in the partial file (0: start it afresh)."""
         self.output = output
         self.partial = self.partial_path(output)
         output.parent.mkdir(parents=True, exist_ok=True)
-        self.partial.unlink(missing_ok=True)
-        self.count = 0
+        if not kept:
+            self.partial.unlink(missing_ok=True)
+        self.count = kept
 
     @staticmethod
     def partial_path(output: Path) -> Path:
@@ -230,6 +233,7 @@ class FrameWriter:
         if self.count == 0:
             raise GenerationError("no frames were produced")
         self.gzip_partial(self.output)
+        state_path(self.partial).unlink(missing_ok=True)
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -255,11 +259,17 @@ def _md_frames(
     count: int,
     rng: np.random.Generator,
     on_frame: Callable[[Atoms, int], None],
+    resume: RunState | None = None,
 ) -> None:
+    """``count`` frames of labeller MD; with ``resume``, continue the MD it saved (after its
+    equilibration) instead of starting one."""
     atoms = start.copy()
     atoms.calc = labeller.calculator
-    thermalize_momenta(atoms, temperature, rng=rng)
-    Stationary(atoms)
+    if resume is None:
+        thermalize_momenta(atoms, temperature, rng=rng)
+        Stationary(atoms)
+    else:
+        resume.restore_atoms(atoms)
     dyn = Langevin(
         atoms,
         timestep=config.timestep_fs * units.fs,
@@ -268,7 +278,9 @@ def _md_frames(
         fixcm=False,  # ASE's fixcm=True biases small-cell NVT sampling; a drifting COM is harmless here
         rng=rng,
     )
-    if config.equilibration_steps:
+    if resume is not None:
+        dyn.nsteps = resume.step
+    elif config.equilibration_steps:
         dyn.run(config.equilibration_steps)
     for _ in range(count):
         dyn.run(config.sample_every)
@@ -279,17 +291,25 @@ def _md_frames(
 class _Collector:
     """Writes frames and keeps what the summary reports about them."""
 
-    def __init__(self, output: Path, total: int, on_progress: ProgressCallback | None) -> None:
-        self.writer = FrameWriter(output)
+    def __init__(
+        self, output: Path, total: int, on_progress: ProgressCallback | None, kept: list[Atoms] | None = None
+    ) -> None:
+        self.writer = FrameWriter(output, len(kept or []))
         self.total, self.on_progress = total, on_progress
         self.kept: list[tuple[Atoms, float]] = []  # MD frames that strained frames start from
         self.energies: list[float] = []
         self.forces_max: list[float] = []
         self.stresses: list[np.ndarray] = []
         self.counts: dict[str, int] = {}
+        for frame in kept or []:  # a resumed run's frames count as if made now, without writing
+            if frame.info.get("sampling") == "md":
+                self.emit_md(frame, float(frame.info["temperature_K"]), write=False)
+            else:
+                self.emit(frame, "strain", write=False)
 
-    def emit(self, frame: Atoms, kind: str) -> None:
-        self.writer.add(frame)
+    def emit(self, frame: Atoms, kind: str, write: bool = True) -> None:
+        if write:
+            self.writer.add(frame)
         self.energies.append(frame.get_potential_energy() / len(frame))
         self.forces_max.append(float(np.abs(frame.get_forces()).max()))
         self.stresses.append(frame.get_stress())
@@ -297,13 +317,18 @@ class _Collector:
         if self.on_progress is not None:
             self.on_progress(self.writer.count, self.total, kind)
 
-    def emit_md(self, frame: Atoms, temperature: float) -> None:
+    def emit_md(self, frame: Atoms, temperature: float, write: bool = True) -> None:
         self.kept.append((frame, temperature))
-        self.emit(frame, f"md_{temperature:.0f}K")
+        self.emit(frame, f"md_{temperature:.0f}K", write)
 
 
 def generate(config: GenerateConfig, on_progress: ProgressCallback | None = None) -> GenerateResult:
-    """Run the sampling plan and write ``config.output_path()`` plus its JSON summary."""
+    """Run the sampling plan and write ``config.output_path()`` plus its JSON summary.
+
+    A run killed on the way is continued by the same call with the same settings: the frames of its
+    partial file are kept and the MD goes on from the state saved after the last one
+    (``data.resume_state``); a partial file without a usable state is refused, never overwritten.
+    """
     config.validate()
     set_threads(config.threads)
     # Every ordered cell is built (and every structure problem reported) before the labeller loads.
@@ -311,6 +336,7 @@ def generate(config: GenerateConfig, on_progress: ProgressCallback | None = None
     info = structure_info(*cells[0])
     output = config.output_path()
     start_time = time.perf_counter()
+    resume, kept = _resumable(config, output)
     labeller = make_labeller(config.labeller, device=config.device)
     labeller.check_elements(set(cells[0][0].get_chemical_symbols()), str(config.material))
     rng = np.random.default_rng(config.seed)
@@ -319,23 +345,42 @@ def generate(config: GenerateConfig, on_progress: ProgressCallback | None = None
     n_strain = round(config.frames * config.strain_fraction)
     n_md = config.frames - n_strain
     per_temperature = _split(n_md, len(config.temperatures))
-    collector = _Collector(output, config.frames, on_progress)
+    collector = _Collector(output, config.frames, on_progress, kept)
+    key = _fingerprint(config)
+    state_file = state_path(collector.writer.partial)
+    if resume is not None:
+        resume.restore_rng(rng)
+        log.info("%s: resuming from %d frames in %s", info["material"], len(kept), collector.writer.partial)
+    # Where the resumed run stood: temperatures before it are complete, its own MD continues.
+    first_md = resume.index if resume is not None and resume.phase == "md" else 0
+    if resume is not None and resume.phase == "strain":
+        first_md = len(config.temperatures)
 
     for k, (temperature, count) in enumerate(zip(config.temperatures, per_temperature, strict=True)):
-        if count == 0:
+        if count == 0 or k < first_md:
             continue
+        continuing = resume if (resume is not None and resume.phase == "md" and k == resume.index) else None
+        done = sum(
+            1
+            for f in kept
+            if f.info.get("sampling") == "md" and float(f.info["temperature_K"]) == temperature
+        )
         ordering_seed = config.seed * 1000 + k
         start = cells[k][0]
         log.info(
             "%s: MD at %.0f K for %d frames (ordering seed %d)",
             info["material"],
             temperature,
-            count,
+            count - (done if continuing else 0),
             ordering_seed,
         )
 
         def on_frame(
-            atoms: Atoms, step: int, temperature: float = temperature, ordering_seed: int = ordering_seed
+            atoms: Atoms,
+            step: int,
+            temperature: float = temperature,
+            ordering_seed: int = ordering_seed,
+            k: int = k,
         ):
             info = {
                 **base_info,
@@ -347,12 +392,50 @@ def generate(config: GenerateConfig, on_progress: ProgressCallback | None = None
             }
             # The MD calculator already holds this configuration's results: no extra force call.
             collector.emit_md(label_frame(atoms, labeller, info), temperature)
+            RunState.capture(key, collector.writer.count, "md", k, rng, atoms, step).save(state_file)
 
-        _md_frames(start, labeller, config, temperature, count, rng, on_frame)
+        _md_frames(
+            start,
+            labeller,
+            config,
+            temperature,
+            count - (done if continuing else 0),
+            rng,
+            on_frame,
+            continuing,
+        )
 
-    _strained_frames(config, n_strain, collector, labeller, base_info, rng)
+    strained_done = resume.index if resume is not None and resume.phase == "strain" else 0
+    _strained_frames(config, n_strain, collector, labeller, base_info, rng, strained_done, key)
     orderings = [cells[k][1].to_dict() for k, n in enumerate(per_temperature) if n]
     return _finish(config, info, labeller, collector, time.perf_counter() - start_time, orderings=orderings)
+
+
+def _fingerprint(config: GenerateConfig) -> str:
+    """The settings that decide the frames (not where they go or how fast they are made)."""
+    settings = {k: v for k, v in asdict(config).items() if k not in ("device", "threads", "output")}
+    return fingerprint(_jsonable(settings))
+
+
+def _resumable(config: GenerateConfig, output: Path) -> tuple[RunState | None, list[Atoms]]:
+    """The state and frames of a killed run with these settings; nothing if there is no partial file."""
+    partial = FrameWriter.partial_path(output)
+    if not partial.exists():
+        return None, []
+    state = RunState.load(state_path(partial))
+    if state is None or state.fingerprint != _fingerprint(config):
+        why = "no resume state" if state is None else "it was made with other settings"
+        raise GenerationError(
+            f"{partial}: frames of an earlier run that cannot be continued ({why}); rerun with the "
+            "settings it was started with, keep its MD frames with --finish-partial, or delete it"
+        )
+    kept = read_complete_frames(partial, state.frames)
+    if len(kept) != state.frames:
+        raise GenerationError(
+            f"{partial}: holds {len(kept)} complete frames but its state says {state.frames}; the file "
+            "was changed by hand: keep its MD frames with --finish-partial, or delete it"
+        )
+    return state, kept
 
 
 def finish_partial(config: GenerateConfig, on_progress: ProgressCallback | None = None) -> GenerateResult:
@@ -403,12 +486,15 @@ def _strained_frames(
     labeller: Labeller,
     base_info: dict[str, Any],
     rng: np.random.Generator,
+    done: int = 0,
+    key: str | None = None,
 ) -> None:
+    """Strained frames ``done`` … ``n_strain`` − 1; with ``key``, the resume state after each."""
     if n_strain and not collector.kept:
         raise GenerationError(
             "strained frames need MD frames to start from; lower strain_fraction or add frames"
         )
-    for k in range(n_strain):
+    for k in range(done, n_strain):
         source, temperature = collector.kept[int(rng.integers(len(collector.kept)))]
         deformation, description = _strain_matrix(config, rng, k)
         strained = Atoms(
@@ -426,6 +512,9 @@ def _strained_frames(
             "strain": description,
         }
         collector.emit(label_frame(strained, labeller, info), "strain")
+        if key is not None:
+            state = RunState.capture(key, collector.writer.count, "strain", k + 1, rng)
+            state.save(state_path(collector.writer.partial))
 
 
 def _finish(
