@@ -6,10 +6,12 @@ import argparse
 import json
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 import torch
 
+from superionic import progress
 from superionic.analysis.errors import AnalysisError
 from superionic.cli_checks import OneLineParser, UsageError, check_arguments
 from superionic.data.commands import DATA_ERRORS, add_structure_options
@@ -21,6 +23,7 @@ from superionic.md.driver import MdError
 from superionic.md.runner import LammpsError
 from superionic.modelfile import ModelFileError
 from superionic.models import ReferenceMessagePassing, ReferencePotential
+from superionic.progress import progress_display
 from superionic.studies.locality import LocalityError
 from superionic.train.checkpoint import CheckpointError
 from superionic.train.config import ConfigError
@@ -62,7 +65,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     import logging
 
     from rich.logging import RichHandler
-    from rich.progress import Progress
 
     from superionic.train.config import load_config
     from superionic.train.trainer import Trainer
@@ -72,7 +74,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.committee is not None:
         return _train_committee(args, config)
     trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
-    with Progress(*_training_columns()) as progress:
+    with progress_display(*_training_columns()) as progress:
         task = progress.add_task("training", total=config.training.epochs, status="")
 
         def show(p) -> None:
@@ -107,12 +109,11 @@ def _training_columns() -> tuple:
 
 
 def _train_committee(args: argparse.Namespace, config) -> int:
-    from rich.progress import Progress
 
     from superionic.train.committee import train_committee
 
     k_members = args.committee
-    with Progress(*_training_columns()) as progress:
+    with progress_display(*_training_columns()) as progress:
         task = progress.add_task(f"committee of {k_members}", total=k_members, status="")
 
         def show(p) -> None:
@@ -190,7 +191,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_md(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
 
     from superionic.md.driver import MdConfig, run_md
 
@@ -241,7 +242,7 @@ def cmd_md(args: argparse.Namespace) -> int:
         )
         progress.update(tasks[t], devi=f"max devi_f {d.latest_max_devi_f:.3f} eV/Å{above}")
 
-    with Progress(*columns) as progress:
+    with progress_display(*columns) as progress:
         tasks = {
             t: progress.add_task(f"MD {t:g} K", total=config.steps, devi="") for t in config.temperatures
         }
@@ -444,7 +445,7 @@ def _add_trajectory_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
     from superionic.demo import DemoSettings, run_demo
 
@@ -457,7 +458,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns) as progress:
+    with progress_display(*columns) as progress:
         train = progress.add_task("1/5 train sprinter (LGPS)", total=settings.epochs, status="")
         export = progress.add_task("2/5 export TorchScript", total=1, status="")
         md = {
@@ -535,6 +536,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug",
         action="store_true",
         help="show the traceback of an internal error (allowed after the verb)",
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress lines, only results and errors (allowed after the verb)",
+    )
+    parser.add_argument(
+        "--log",
+        metavar="FILE",
+        help="also write the progress as timestamped lines to FILE (allowed after the verb); without a "
+        "terminal they go to standard output anyway",
     )
     verbs = parser.add_subparsers(dest="verb", required=True)
 
@@ -727,11 +739,45 @@ def _one_line(err: BaseException) -> str:
     return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
 
 
+def _global_options(argv: list[str]) -> tuple[list[str], bool, bool, str | None]:
+    """--debug, --quiet and --log FILE anywhere on the line (so that rerunning a command only
+    appends them); the rest goes to the verb's parser."""
+    rest, debug, quiet, log = [], False, False, None
+    words = iter(argv)
+    for word in words:
+        if word == "--debug":
+            debug = True
+        elif word == "--quiet":
+            quiet = True
+        elif word == "--log":
+            log = next(words, None)
+            if log is None:
+                raise SystemExit("superionic: --log needs a file name, e.g. --log run.log")
+        elif word.startswith("--log="):
+            log = word.split("=", 1)[1]
+        else:
+            rest.append(word)
+    return rest, debug, quiet, log
+
+
+def _quiet_third_party_warnings() -> None:
+    """Third-party warnings a user cannot act on are not shown; every other one once.
+
+    Filtered: sevenn's "No tensor product accelerator is enabled" (printed at every calculator load:
+    the accelerators need GPU builds this install does not have, and results are the same without),
+    and torch's deprecation of TorchScript (`torch.jit.load`/`script` "is deprecated"): the .pt
+    format is ours to migrate (the .pt2 path exists), nothing a user's command can change.
+    """
+    warnings.filterwarnings("once")
+    warnings.filterwarnings("ignore", message="No tensor product accelerator is enabled")
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # --debug anywhere on the line, so that rerunning a failed command only appends it.
-    debug = "--debug" in argv
-    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    argv, debug, quiet, log = _global_options(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(argv)
+    progress.configure(quiet=quiet, log=log)
+    _quiet_third_party_warnings()
     try:
         check_arguments(args)
         return args.func(args)

@@ -16,6 +16,7 @@ from typing import Any
 from superionic.data.generate import GenerateConfig, GenerationError
 from superionic.data.labellers import LABELLERS, LabellerError
 from superionic.data.materials import MATERIALS, MaterialError
+from superionic.progress import progress_display
 
 __all__ = ["DATA_ERRORS", "add_data_commands", "add_structure_options", "oxidation_states", "supercell"]
 
@@ -75,9 +76,9 @@ def _limit_threads(threads: int | None) -> None:
 
 
 def _progress(description: str):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-    return Progress(
+    return progress_display(
         TextColumn(description),
         BarColumn(),
         MofNCompleteColumn(),

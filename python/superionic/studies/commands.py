@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from superionic.progress import progress_display
+
 
 def add_locality_command(studies: argparse._SubParsersAction) -> None:
     loc = studies.add_parser(
@@ -53,7 +55,7 @@ def add_locality_command(studies: argparse._SubParsersAction) -> None:
 
 
 def cmd_study_locality(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from superionic.studies.locality import (
         LocalitySettings,
@@ -84,7 +86,7 @@ def cmd_study_locality(args: argparse.Namespace) -> int:
     models = [resolve_model(spec, args.device) for spec in args.model]
     print(f"{args.structure} × {repeat}: {len(atoms)} atoms; models: {', '.join(m.name for m in models)}")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns) as progress:
+    with progress_display(*columns) as progress:
         tasks = {m.name: progress.add_task(f"locality {m.name}", total=None) for m in models}
 
         def on_step(name: str, done: int, total: int) -> None:
@@ -151,14 +153,14 @@ def add_data_quality_command(studies: argparse._SubParsersAction) -> None:
 
 
 def cmd_study_data_quality(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from superionic.studies.data_quality import data_quality_study
     from superionic.train.config import load_config
 
     config = load_config(args.config)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns) as progress:
+    with progress_display(*columns) as progress:
         task = progress.add_task("data-quality study", total=None)
 
         def on_frame(done: int, total: int) -> None:
@@ -231,7 +233,7 @@ def add_architecture_command(studies: argparse._SubParsersAction) -> None:
 
 def cmd_study_architecture(args: argparse.Namespace) -> int:
     from ase.io import read
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from superionic.studies.architecture import architecture_study
     from superionic.studies.transport_score import check_references, reference_path
@@ -245,7 +247,7 @@ def cmd_study_architecture(args: argparse.Namespace) -> int:
         cell = read(first, index=0).repeat(tuple(args.timing_repeat))
     except Exception as err:  # ase raises many types for an unreadable file
         raise ValidationError(f"--reference {first}: not a trajectory ASE can read ({err})") from err
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
+    with progress_display(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
         task = progress.add_task("architecture study", total=None)
         result = architecture_study(
             configs,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from superionic.progress import progress_display
 from superionic.validation.compare import ValidationSettings
 from superionic.validation.errors import ValidationError
 
@@ -21,7 +22,7 @@ def _model_trajectory(text: str) -> tuple[float, str]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
 
     from superionic.validation.runner import ValidationRequest, validate, verdict_table
 
@@ -55,7 +56,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         TextColumn("{task.completed}/{task.total} steps"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, transient=True) as progress:
+    with progress_display(*columns, transient=True) as progress:
         tasks: dict[float, int] = {}
 
         def step(temperature: float, now: int, total: int) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from superionic.data.commands import add_structure_options
 from superionic.data.labellers import LABELLERS
+from superionic.progress import progress_display
 from superionic.workflows.conductivity import STAGES, ConductivityRequest, StageEvent
 
 TITLES = {
@@ -72,7 +73,7 @@ def _request(args: argparse.Namespace) -> ConductivityRequest:
 
 
 def cmd_conductivity(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
     from superionic.workflows.conductivity import open_job, run_job
 
@@ -83,7 +84,7 @@ def cmd_conductivity(args: argparse.Namespace) -> int:
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns) as progress:
+    with progress_display(*columns) as progress:
         tasks = {
             stage: progress.add_task(
                 f"{k + 1}/{len(STAGES)} {TITLES[stage]}", total=None, status="", start=False

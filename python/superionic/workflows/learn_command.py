@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from superionic.progress import progress_display
+
 
 def cmd_learn(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
     from superionic.workflows.learn import LearnProgress, learn
     from superionic.workflows.learn_config import load_learn_config
@@ -21,7 +23,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console) as progress:
+    with progress_display(*columns, console=console) as progress:
         overall = progress.add_task("active learning", total=config.rounds, status="")
         current: dict[str, int] = {}
 
