@@ -108,3 +108,49 @@ def test_a_partial_file_from_other_settings_is_refused_and_kept(tmp_path: Path):
     with pytest.raises(GenerationError, match="made with other settings"):
         generate(other)
     assert partial.stat().st_size == size
+
+
+REFERENCE = """
+import sys
+from pathlib import Path
+from superionic.data.reference_md import ReferenceMDConfig, run_reference_md
+run_reference_md(ReferenceMDConfig(material="LYC", temperature=900.0, steps=48, write_every=4,
+    equilibration_steps=4, seed=5, threads=1, output=Path(sys.argv[1])))
+"""
+
+
+def test_a_killed_teacher_run_resumes_with_its_thermostat(tmp_path: Path):
+    """The teacher's own MD (Nosé–Hoover chain) continues from the frame it had reached: positions,
+    momenta, the chain's variables and the unwrapping are restored, so the frames after the kill
+    are those of a run that was never stopped."""
+    from superionic.data.reference_md import ReferenceMDConfig, run_reference_md
+
+    def settings(output: Path) -> ReferenceMDConfig:
+        return ReferenceMDConfig(
+            material="LYC", temperature=900.0, steps=48, write_every=4, equilibration_steps=4, seed=5,
+            threads=1, output=output,
+        )  # fmt: skip
+
+    straight_file = tmp_path / "straight.extxyz.gz"
+    run_reference_md(settings(straight_file))
+    out = tmp_path / "killed.extxyz.gz"
+    process = subprocess.Popen(
+        [sys.executable, "-c", REFERENCE, str(out)], env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    state = state_path(FrameWriter.partial_path(out))
+    try:
+        while process.poll() is None and not (
+            state.exists() and json.loads(state.read_text())["frames"] >= 6
+        ):
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert not out.exists()
+    result = run_reference_md(settings(out))
+    a, b = read(out, ":"), read(straight_file, ":")
+    assert len(a) == len(b) == 13
+    for k, (x, y) in enumerate(zip(a, b, strict=True)):
+        assert x.info["md_step"] == y.info["md_step"]
+        assert np.abs(x.positions - y.positions).max() < 1e-6, k
+    assert "note" not in result.summary  # the thermostat was restored exactly: no seam to report

@@ -49,6 +49,7 @@ from superionic.data.generate import (
 from superionic.data.labellers import Labeller, make_labeller
 from superionic.data.materials import build_cell, structure_name
 from superionic.data.ordering import OrderingReport
+from superionic.data.resume_state import RunState, fingerprint, read_complete_frames, state_path
 
 __all__ = [
     "REFERENCE_WINDOW",
@@ -198,10 +199,13 @@ def run_reference_md(
         raise GenerationError(f"--ion {config.ion}: the structure has no {config.ion}; name its mobile ion")
     output = config.output_path()
     start_time = time.perf_counter()
+    resume, kept = _resumable(config, output)
     labeller = make_labeller(config.labeller, device=config.device)
     labeller.check_elements(set(atoms.get_chemical_symbols()), str(config.material))
     rng = np.random.default_rng(config.seed)
     atoms.calc = labeller.calculator
+    if resume is not None:
+        return _resume(config, atoms, ordering, info, labeller, rng, resume, kept, start_time, on_progress)
     thermalize_momenta(atoms, config.temperature, rng=rng)
     Stationary(atoms)
     if config.equilibration_steps:
@@ -220,7 +224,7 @@ def run_reference_md(
     writer = FrameWriter(output)
     base_info = {**provenance(info, labeller, config.seed), "sampling": "reference_md"}
     trajectory, temperatures = _produce(
-        atoms, dyn, labeller, config, writer, base_info, first_step=0, on_progress=on_progress
+        atoms, dyn, labeller, config, writer, base_info, first_step=0, on_progress=on_progress, rng=rng
     )
     writer.finish()
 
@@ -234,6 +238,100 @@ def run_reference_md(
         provenance_fields={**info, "labeller": labeller.name, "labeller_version": labeller.version},
         wall_s=time.perf_counter() - start_time,
         ordering=ordering.to_dict(),
+    )
+
+
+def _fingerprint(config: ReferenceMDConfig) -> str:
+    settings = {k: v for k, v in asdict(config).items() if k not in ("device", "threads", "output")}
+    return fingerprint({k: str(v) for k, v in settings.items()})
+
+
+def _resumable(config: ReferenceMDConfig, output: Path) -> tuple[RunState | None, list[Atoms]]:
+    """The saved state and frames of a killed production run with these settings, if any."""
+    partial = FrameWriter.partial_path(output)
+    if not partial.exists():
+        return None, []
+    state = RunState.load(state_path(partial))
+    if state is None or state.fingerprint != _fingerprint(config):
+        why = "no resume state" if state is None else "it was made with other settings"
+        raise GenerationError(
+            f"{partial}: frames of an earlier run that cannot be continued ({why}); rerun with the "
+            "settings it was started with, keep its frames with --finish-partial, or delete it"
+        )
+    kept = read_complete_frames(partial, state.frames)
+    if len(kept) != state.frames:
+        raise GenerationError(
+            f"{partial}: holds {len(kept)} complete frames but its state says {state.frames}; the file "
+            "was changed by hand: keep its frames with --finish-partial, or delete it"
+        )
+    return state, kept
+
+
+def _thermostat_state(dyn: Any) -> dict[str, list[float]]:
+    """The Nosé–Hoover chain's variables (ASE keeps them on its thermostat object); none for Langevin."""
+    thermostat = getattr(dyn, "_thermostat", None)
+    if thermostat is None or not hasattr(thermostat, "_eta"):
+        return {}
+    return {"eta": thermostat._eta.tolist(), "p_eta": thermostat._p_eta.tolist()}
+
+
+def _restore_thermostat(dyn: Any, saved: dict[str, list[float]]) -> bool:
+    thermostat = getattr(dyn, "_thermostat", None)
+    if not saved or thermostat is None or not hasattr(thermostat, "_eta"):
+        return not saved
+    thermostat._eta[:] = saved["eta"]
+    thermostat._p_eta[:] = saved["p_eta"]
+    return True
+
+
+def _resume(
+    config: ReferenceMDConfig,
+    atoms: Atoms,
+    ordering: Any,
+    info: dict[str, Any],
+    labeller: Labeller,
+    rng: np.random.Generator,
+    state: RunState,
+    kept: list[Atoms],
+    start_time: float,
+    on_progress: Callable[[int, int], None] | None,
+) -> ReferenceMDResult:
+    """Production continued from the state saved after the last written frame: positions,
+    momenta, the thermostat's variables, the unwrapped positions and the generator."""
+    state.restore_rng(rng)
+    state.restore_atoms(atoms)
+    dyn = _nose_hoover_or_langevin(atoms, config, rng)
+    extra = state.extra or {}
+    exact = _restore_thermostat(dyn, extra.get("thermostat", {}))
+    log.info("%s: resuming at production step %d from %d frames", info["material"], state.step, len(kept))
+    writer = FrameWriter(config.output_path(), len(kept))
+    base_info = {**provenance(info, labeller, config.seed), "sampling": "reference_md"}
+    trajectory, temperatures = _produce(
+        atoms,
+        dyn,
+        labeller,
+        config,
+        writer,
+        base_info,
+        first_step=state.step,
+        on_progress=on_progress,
+        unwrapped=(np.array(extra["unwrapped"]), np.array(extra["scaled"])),
+        frames_before=len(kept),
+        rng=rng,
+    )
+    writer.finish()
+    note = None if exact else f"resumed at step {state.step} with the thermostat's variables restarted"
+    return _summarise(
+        config,
+        config.output_path(),
+        symbols=atoms.get_chemical_symbols(),
+        masses=atoms.get_masses(),
+        trajectory=np.array([f.positions for f in kept] + trajectory),
+        temperatures=[float(f.info["instantaneous_temperature_K"]) for f in kept] + temperatures,
+        provenance_fields={**info, "labeller": labeller.name, "labeller_version": labeller.version},
+        wall_s=time.perf_counter() - start_time,
+        ordering=ordering.to_dict(),
+        note=note,
     )
 
 
@@ -269,15 +367,24 @@ def _produce(
     *,
     first_step: int,
     on_progress: Callable[[int, int], None] | None,
+    unwrapped: tuple[np.ndarray, np.ndarray] | None = None,
+    frames_before: int = 0,
+    rng: np.random.Generator | None = None,
 ) -> tuple[list[np.ndarray], list[float]]:
     """Production from ``first_step`` to ``config.steps``: a labelled, unwrapped frame every
     ``write_every`` steps (the frame at ``first_step`` only when starting from 0: an extension
-    already has it)."""
+    or a resumed run already has it). With ``rng``, the resume state is saved after every frame;
+    ``unwrapped`` (unwrapped and scaled positions) continues a resumed run's unwrapping."""
     unwrap = _Unwrapper(atoms)
+    if unwrapped is not None:
+        unwrap.unwrapped, unwrap.previous = unwrapped[0].copy(), unwrapped[1].copy()
     dyn.attach(unwrap, interval=1)
     trajectory: list[np.ndarray] = []
     temperatures: list[float] = []
-    n_frames = (config.steps - first_step) // config.write_every + (1 if first_step == 0 else 0)
+    n_frames = (
+        frames_before + (config.steps - first_step) // config.write_every + (1 if first_step == 0 else 0)
+    )
+    key = _fingerprint(config)
 
     def record() -> None:
         step = first_step + dyn.nsteps
@@ -298,8 +405,16 @@ def _produce(
         writer.add(frame)
         trajectory.append(unwrap.unwrapped.copy())
         temperatures.append(float(atoms.get_temperature()))
+        if rng is not None:
+            state = RunState.capture(key, writer.count, "md", 0, rng, atoms, step)
+            state.extra = {
+                "unwrapped": unwrap.unwrapped.tolist(),
+                "scaled": unwrap.previous.tolist(),
+                "thermostat": _thermostat_state(dyn),
+            }
+            state.save(state_path(writer.partial))
         if on_progress is not None:
-            on_progress(len(trajectory), n_frames)
+            on_progress(frames_before + len(trajectory), n_frames)
 
     if first_step == 0:
         record()

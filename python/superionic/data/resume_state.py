@@ -44,6 +44,7 @@ class RunState:
     positions: list[list[float]] | None = None
     momenta: list[list[float]] | None = None
     cell: list[list[float]] | None = None
+    extra: dict[str, Any] | None = None  # what else a run needs (the reference MD's unwrapping, thermostat)
 
     @classmethod
     def capture(
