@@ -2,12 +2,50 @@
 
 #include <hdf5.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <regex>
 
 namespace superionic {
 namespace {
+
+// What the HDF5 library says went wrong, from its error stack (printing is off, see the
+// constructor): the operating system's reason when a system call failed ("No space left on
+// device"), else the innermost description ("truncated file: eof = ..."). Read right after the
+// failing call: the next library call clears the stack.
+herr_t collect_description(unsigned, const H5E_error2_t *error, void *data) {
+  auto *out = static_cast<std::vector<std::string> *>(data);
+  if (error && error->desc) out->emplace_back(error->desc);
+  return 0;
+}
+
+std::string library_reason() {
+  std::vector<std::string> descriptions;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collect_description, &descriptions);
+  static const std::regex system_error("errno = (\\d+), error message = '([^']*)'");
+  for (const auto &d : descriptions) {
+    std::smatch m;
+    if (std::regex_search(d, m, system_error)) return m[2].str();
+  }
+  for (auto it = descriptions.rbegin(); it != descriptions.rend(); ++it)
+    if (!it->empty()) return *it;
+  return "";
+}
+
+std::string with_reason(const std::string &what) {
+  std::string reason = library_reason();
+  return reason.empty() ? what : what + " (" + reason + ")";
+}
 
 // HDF5 handles closed on scope exit, whatever their kind.
 class Handle {
@@ -35,11 +73,11 @@ class Handle {
 };
 
 hid_t check(hid_t id, const std::string &what) {
-  if (id < 0) throw H5mdError(what);
+  if (id < 0) throw H5mdError(with_reason(what));
   return id;
 }
 void check_status(herr_t status, const std::string &what) {
-  if (status < 0) throw H5mdError(what);
+  if (status < 0) throw H5mdError(with_reason(what));
 }
 
 Handle group(hid_t parent, const char *name, bool create) {
@@ -139,8 +177,12 @@ struct H5mdWriter::Impl {
   Handle step, time;                                          // shared by every time-dependent element
   Handle position, image, velocity, force, edges;             // value datasets
   std::vector<float> position_f32;
+  bool broken = false;  // a write failed: nothing more goes to the file
 
   void create(OpenMode mode);
+  void reserve(int64_t step);
+  void freeze();
+  std::string kept() const;
   void open_append(int64_t first_step);
   Handle element(hid_t parent, const char *name, hid_t type, const std::vector<hsize_t> &row, bool create,
                  bool first);
@@ -169,7 +211,11 @@ Handle H5mdWriter::Impl::element(hid_t parent, const char *name, hid_t type, con
 void H5mdWriter::Impl::create(OpenMode mode) {
   unsigned flags = mode == OpenMode::Overwrite ? H5F_ACC_TRUNC : H5F_ACC_EXCL;
   file = Handle(H5Fcreate(path.c_str(), flags, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-  if (file.get() < 0) throw H5mdError("cannot create '" + path + "' (directory missing or not writable?)");
+  if (file.get() < 0) {
+    std::string reason = library_reason();
+    throw H5mdError("cannot create '" + path + "': " + (reason.empty() ? "unknown reason" : reason) +
+                    "; write the trajectory to an existing directory you can write to");
+  }
   const hsize_t n = static_cast<hsize_t>(layout.n_particles);
   {
     Handle h5md = group(file.get(), "h5md", true);
@@ -217,7 +263,15 @@ void H5mdWriter::Impl::create(OpenMode mode) {
 
 void H5mdWriter::Impl::open_append(int64_t first_step) {
   file = Handle(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
-  if (file.get() < 0) throw H5mdError("cannot open '" + path + "' for appending (not an HDF5 file, or not writable)");
+  if (file.get() < 0) {
+    std::string reason = library_reason();
+    std::string fault = reason.find("truncated file") != std::string::npos
+                            ? "the file is truncated (" + reason + ")"
+                        : reason.find("signature") != std::string::npos ? "it is not an HDF5 file"
+                                                                        : reason;
+    throw H5mdError("cannot append to '" + path + "': " + (fault.empty() ? "unknown reason" : fault) +
+                    "; give 'overwrite yes' to start it afresh, or another file name");
+  }
   std::string base = "/particles/" + layout.group;
   Handle g(H5Gopen2(file.get(), base.c_str(), H5P_DEFAULT), H5Gclose);
   if (g.get() < 0) throw H5mdError("'" + path + "' has no particle group '" + layout.group + "' to append to");
@@ -255,39 +309,151 @@ void H5mdWriter::Impl::open_append(int64_t first_step) {
 
 H5mdWriter::H5mdWriter(const std::string &path, const H5mdLayout &layout, OpenMode mode, int64_t first_step)
     : impl_(new Impl) {
+  // No flush at exit: a run stopped by an error (LAMMPS exits without destroying its fixes) keeps
+  // the file exactly as the last complete frame's flush left it, instead of having the library
+  // write whatever state it holds then. Only possible before the library's first use in the process.
+  H5dont_atexit();
   // Errors are reported through exceptions with our messages, not printed by the library.
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   impl_->path = path;
   impl_->layout = layout;
   bool exists = std::ifstream(path).good();
-  if (mode == OpenMode::Append && exists)
+  if (mode == OpenMode::Append && exists) {
     impl_->open_append(first_step);
-  else
+    return;
+  }
+  try {
     impl_->create(exists ? mode : OpenMode::Create);
+  } catch (const H5mdError &e) {
+    // A file this writer began and could not finish holds no frame: it goes, without another
+    // write reaching the disk (the library would otherwise flush its half-made layout at exit).
+    bool began = impl_->file.get() >= 0;
+    if (began) {
+      impl_->freeze();
+      for (Handle *h : {&impl_->position, &impl_->image, &impl_->velocity, &impl_->force, &impl_->edges,
+                        &impl_->step, &impl_->time, &impl_->file})
+        h->reset();
+      std::remove(path.c_str());
+      throw H5mdError("cannot create '" + path + "': " + e.what() + "; nothing was kept: free space on its disk");
+    }
+    throw;
+  }
 }
 
 H5mdWriter::~H5mdWriter() = default;
 
 int64_t H5mdWriter::frames() const { return static_cast<int64_t>(rows(impl_->step.get())); }
 
+namespace {
+
+std::string kilobytes(double bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.0f KB", bytes / 1024.0);
+  return text;
+}
+
+}  // namespace
+
+std::string H5mdWriter::Impl::kept() const {
+  hsize_t n = rows(step.get());
+  if (n == 0) return "the file keeps no complete frame";
+  std::vector<int64_t> steps(n);
+  H5Dread(step.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, steps.data());
+  return "the file keeps its " + std::to_string(n) + " complete frame" + (n == 1 ? "" : "s") + " (steps " +
+         std::to_string(steps.front()) + "-" + std::to_string(steps.back()) + ")";
+}
+
+// Room for one frame is made sure of before any byte of it is written: HDF5 defers chunk and
+// metadata writes to the flush, and a flush that fails half-way leaves metadata pointing past the
+// end of the file, unreadable. The frame's uncompressed size plus a quarter and 64 KB (index
+// nodes, object headers, a new 1024-row chunk of step and time) is checked against the file-size limit (ulimit -f) and reserved on the disk
+// (fallocate without changing the file's size; where the file system cannot, its free space is
+// checked instead). A frame that would not fit stops the run with the file as the last flush left it.
+void H5mdWriter::Impl::reserve(int64_t step_now) {
+  const double n = static_cast<double>(layout.n_particles);
+  const double frame = n * ((layout.double_positions ? 24 : 12) + 12 + (layout.velocities ? 24 : 0) +
+                            (layout.forces ? 24 : 0)) + 9 * 8 + 16;
+  const off_t needed = static_cast<off_t>(1.25 * frame) + (64 << 10);
+  hsize_t eof = 0;
+  H5Fget_filesize(file.get(), &eof);
+  auto stop = [&](const std::string &fault, const std::string &fix = "free space on its disk") {
+    throw H5mdError("cannot write the frame of step " + std::to_string(step_now) + " to '" + path + "': " + fault +
+                    "; " + kept() + ": " + fix + ", then continue from the last restart file with 'append yes' "
+                    "(superionic md: run the same command again)");
+  };
+  struct rlimit limit {};
+  if (getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+      static_cast<double>(eof) + needed > static_cast<double>(limit.rlim_cur))
+    stop("it would pass the file-size limit (ulimit -f) of " + kilobytes(static_cast<double>(limit.rlim_cur)) +
+             " (the file has " + kilobytes(static_cast<double>(eof)) + ", a frame needs up to " +
+             kilobytes(static_cast<double>(needed)) + ")",
+         "raise the limit");
+  int *fd = nullptr;
+  if (H5Fget_vfd_handle(file.get(), H5P_DEFAULT, reinterpret_cast<void **>(&fd)) < 0 || !fd) return;
+#ifdef __linux__
+  if (fallocate(*fd, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(eof), needed) == 0) return;
+  const int error = errno;
+  if (error == ENOSPC || error == EDQUOT)
+    stop(std::string(std::strerror(error)) + " (a frame needs up to " + kilobytes(static_cast<double>(needed)) + ")");
+  if (error == EFBIG)
+    stop("it would pass the largest file size allowed (" + std::string(std::strerror(error)) + ")",
+         "raise the limit or write to another file system");
+#endif
+  struct statvfs disk {};
+  if (fstatvfs(*fd, &disk) == 0 &&
+      static_cast<double>(disk.f_bavail) * static_cast<double>(disk.f_frsize) < static_cast<double>(needed))
+    stop("No space left on device (" + kilobytes(static_cast<double>(disk.f_bavail) * disk.f_frsize) +
+         " free, a frame needs up to " + kilobytes(static_cast<double>(needed)) + ")");
+}
+
+// After a failed write the library's view of the file is ahead of the disk: its descriptor is
+// pointed at an anonymous in-memory file, so that nothing it flushes later (at exit, too) can
+// overwrite what the last good flush left. (Not /dev/null: the library truncates the file when it
+// closes it, which /dev/null refuses, and HDF5 1.10 then crashes at exit on the half-closed file.)
+void H5mdWriter::Impl::freeze() {
+  broken = true;
+  int *fd = nullptr;
+  if (H5Fget_vfd_handle(file.get(), H5P_DEFAULT, reinterpret_cast<void **>(&fd)) < 0 || !fd) return;
+#ifdef __linux__
+  int sink = ::memfd_create("superionic-h5md-discarded", 0);
+#else
+  int sink = -1;
+#endif
+  if (sink < 0) sink = ::open("/dev/null", O_RDWR);
+  if (sink >= 0) {
+    ::dup2(sink, *fd);
+    ::close(sink);
+  }
+}
+
 void H5mdWriter::write_frame(int64_t step, double time, const double *edges, const double *positions,
                              const int32_t *images, const double *velocities, const double *forces) {
   auto &d = *impl_;
-  const size_t n3 = static_cast<size_t>(d.layout.n_particles) * 3;
-  if (d.layout.double_positions) {
-    append_row(d.position.get(), H5T_NATIVE_DOUBLE, positions);
-  } else {
-    d.position_f32.assign(positions, positions + n3);
-    append_row(d.position.get(), H5T_NATIVE_FLOAT, d.position_f32.data());
+  if (d.broken) throw H5mdError("'" + d.path + "' is closed after a failed write");
+  d.reserve(step);
+  const std::string kept_before = d.kept();
+  try {
+    const size_t n3 = static_cast<size_t>(d.layout.n_particles) * 3;
+    if (d.layout.double_positions) {
+      append_row(d.position.get(), H5T_NATIVE_DOUBLE, positions);
+    } else {
+      d.position_f32.assign(positions, positions + n3);
+      append_row(d.position.get(), H5T_NATIVE_FLOAT, d.position_f32.data());
+    }
+    append_row(d.image.get(), H5T_NATIVE_INT32, images);
+    if (d.layout.velocities) append_row(d.velocity.get(), H5T_NATIVE_DOUBLE, velocities);
+    if (d.layout.forces) append_row(d.force.get(), H5T_NATIVE_DOUBLE, forces);
+    append_row(d.edges.get(), H5T_NATIVE_DOUBLE, edges);
+    append_row(d.time.get(), H5T_NATIVE_DOUBLE, &time);
+    // The step row goes last: readers count frames by it, so they never see a half-written frame.
+    append_row(d.step.get(), H5T_NATIVE_INT64, &step);
+    check_status(H5Fflush(d.file.get(), H5F_SCOPE_GLOBAL), "cannot flush");
+  } catch (const H5mdError &e) {
+    d.freeze();
+    throw H5mdError("cannot write the frame of step " + std::to_string(step) + " to '" + d.path + "': " + e.what() +
+                    "; before it " + kept_before + ": check the disk, then continue from the last restart file " +
+                    "with 'append yes'");
   }
-  append_row(d.image.get(), H5T_NATIVE_INT32, images);
-  if (d.layout.velocities) append_row(d.velocity.get(), H5T_NATIVE_DOUBLE, velocities);
-  if (d.layout.forces) append_row(d.force.get(), H5T_NATIVE_DOUBLE, forces);
-  append_row(d.edges.get(), H5T_NATIVE_DOUBLE, edges);
-  append_row(d.time.get(), H5T_NATIVE_DOUBLE, &time);
-  // The step row goes last: readers count frames by it, so they never see a half-written frame.
-  append_row(d.step.get(), H5T_NATIVE_INT64, &step);
-  check_status(H5Fflush(d.file.get(), H5F_SCOPE_GLOBAL), "cannot flush '" + d.path + "'");
 }
 
 }  // namespace superionic
