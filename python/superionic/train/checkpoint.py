@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import os
 import pickle
 import re
@@ -35,10 +38,61 @@ class TrainState:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write to a temporary file and rename: a kill mid-write leaves the previous checkpoint intact."""
+    """Write to a temporary file, sync it and rename: a kill, a full disk or a file-size limit
+    mid-write leaves the previous checkpoint intact.
+
+    The payload is serialised in memory first, so a write that fails does so in ``os.write``, whose
+    error carries the system's reason (torch's own file writer reports only "file write failed").
+    Such a failure removes the temporary file and is one :class:`CheckpointError` line naming the
+    checkpoint, the reason, what is kept and the fix.
+    """
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(buffer.getbuffer())
+            while view:
+                view = view[os.write(descriptor, view) :]
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(tmp, path)
+        _sync_directory(path.parent)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise CheckpointError(_write_failure(path, err)) from err
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make the rename durable (a crash right after it must not bring the old checkpoint back)."""
+    with contextlib.suppress(OSError):  # some file systems cannot open a directory for fsync
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+_WRITE_FIXES = {
+    errno.ENOSPC: "free space on its disk",
+    errno.EDQUOT: "free space within your disk quota",
+    errno.EFBIG: "raise the file-size limit (ulimit -f)",
+    errno.EROFS: "give an output directory on a writable file system",
+    errno.EACCES: "make the output directory writable",
+    errno.EPERM: "make the output directory writable",
+}
+
+
+def _write_failure(path: Path, err: OSError) -> str:
+    reason = err.strerror or type(err).__name__
+    if err.errno == errno.EFBIG:
+        reason += ", the file-size limit (ulimit -f)"
+    kept = f"the previous {path.name} is intact" if path.is_file() else f"no {path.name} had been written yet"
+    fix = _WRITE_FIXES.get(err.errno or 0, "check the disk")
+    return f"{path}: cannot write the checkpoint ({reason}); {kept}: {fix}, then rerun with --resume"
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

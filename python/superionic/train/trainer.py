@@ -235,6 +235,9 @@ class Trainer:
         try:
             while self.state.epoch < t.epochs and not self.state.finished:
                 order = epoch_order(t.seed, self.state.epoch, n_train)
+                # The rate of the epoch's last step, for its log row: a run resumed from a checkpoint
+                # written after that step (then stopped before the epoch's end) takes no step here.
+                lr = learning_rate(cfg, max(self.state.global_step - 1, 0), total_steps, steps_per_epoch)
                 while self.state.step_in_epoch < steps_per_epoch:
                     k = self.state.step_in_epoch
                     batch = collate(
