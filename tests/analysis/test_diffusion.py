@@ -13,6 +13,7 @@ from superionic.analysis import (
     TrajectoryTooShortError,
     WindowRule,
     local_loglog_slope,
+    msd_per_atom_components_fft,
     remove_drift,
     select_diffusive_window,
     tracer_diffusion,
@@ -269,6 +270,56 @@ def test_line_weights_gls_is_exact_on_a_line_and_ols_without_covariance() -> Non
     ols = line_weights(x)
     np.testing.assert_allclose(gls[0], ols[0], rtol=1e-9, atol=1e-15)
     np.testing.assert_allclose(gls[1], ols[1], rtol=1e-9, atol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "lags",
+    [np.arange(3, 30) * 0.05, np.array([0.3, 0.5, 1.0, 2.2, 2.3, 5.0]), np.linspace(1.0, 7.0, 40)],
+    ids=["uniform", "uneven", "window"],
+)
+def test_brownian_line_weights_equal_a_50_digit_gls(lags: np.ndarray) -> None:
+    """The O(K) Kalman-filter GLS against (Xᵀ Σ⁻¹ X)⁻¹ Xᵀ Σ⁻¹ in 50-digit arithmetic (mpmath), with
+    Σ_ij = min² (3 max − min): the float64 filter is exact to round-off (~1e-15 measured), where
+    the dense Cholesky solve of the same ill-conditioned Σ loses ~8 digits."""
+    import mpmath
+
+    from superionic.analysis.statistics import brownian_line_weights, line_weights
+
+    mpmath.mp.dps = 50
+    n = lags.shape[0]
+    t = [mpmath.mpf(float(v)) for v in lags]
+    sigma = mpmath.matrix(n, n)
+    for i in range(n):
+        for j in range(n):
+            short, long = min(t[i], t[j]), max(t[i], t[j])
+            sigma[i, j] = short**2 * (3 * long - short)
+    design = mpmath.matrix([[t[i], 1] for i in range(n)])
+    inverse = sigma**-1
+    exact = (design.T * inverse * design) ** -1 * design.T * inverse
+    reference = np.array([[float(exact[r, c]) for c in range(n)] for r in range(2)])
+    slope, intercept = brownian_line_weights(lags)
+    np.testing.assert_allclose(slope, reference[0], rtol=0, atol=1e-12 * np.abs(reference[0]).max())
+    np.testing.assert_allclose(intercept, reference[1], rtol=0, atol=1e-12 * np.abs(reference[1]).max())
+    np.testing.assert_array_equal(line_weights(lags, "brownian")[0], slope)
+
+
+def test_gls_of_a_long_run_is_fast_and_equals_the_dense_solve() -> None:
+    from superionic.analysis.statistics import brownian_msd_covariance, fit_line
+
+    walk = random_walk(np.random.default_rng(21), 8, 1200, 0.05, 0.5)
+    result = tracer_diffusion(walk, times(1201, 0.05), fit="gls", window_ps=(1.0, 20.0), n_bootstrap=50)
+    lags = np.arange(1201) * 0.05
+    per_atom = msd_per_atom_components_fft(walk)[:, 20:401, :]
+    dense, _ = fit_line(lags[20:401], np.moveaxis(per_atom, 1, 0), brownian_msd_covariance(lags[20:401]))
+    # The dense solve (jitter 1e-12 on an ill-conditioned Σ) is good to ~1e-6 relative here.
+    assert result.diffusion_A2_per_ps == pytest.approx(dense.sum(axis=1).mean() / 6, rel=1e-5)
+    # 1 ns at 50 fs frames: ~6700 lags in the window. The dense K × K solve took ~60 s; the filter ~0.1 s.
+    import time
+
+    began = time.perf_counter()
+    slope, _ = fit_line(np.arange(20, 6667) * 0.05, np.arange(20, 6667) * 0.05 * 3.0 + 1.0, "brownian")
+    assert time.perf_counter() - began < 5.0
+    assert float(slope) == pytest.approx(3.0, rel=1e-9)
 
 
 def test_unknown_fit_is_refused() -> None:

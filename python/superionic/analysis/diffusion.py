@@ -44,9 +44,9 @@ from superionic.analysis._checks import check_positions, check_times
 from superionic.analysis.errors import AnalysisError, NoDiffusiveRegimeError, TrajectoryTooShortError
 from superionic.analysis.msd import msd_fft, msd_per_atom_components_fft
 from superionic.analysis.statistics import (
+    Covariance,
     block_mean_interval,
     bootstrap_mean_interval,
-    brownian_msd_covariance,
     fit_line,
 )
 from superionic.analysis.units import CM2_PER_S_PER_A2_PER_PS
@@ -246,13 +246,14 @@ def check_fit(fit: str) -> None:
         raise AnalysisError(f"fit = {fit!r}: use 'ols' or 'gls'")
 
 
-def window_covariance(fit: str, lags: np.ndarray, first: int, last: int) -> np.ndarray | None:
-    """The covariance shape a fit over lags first…last assumes: none for OLS, a Brownian walk's for GLS."""
-    return brownian_msd_covariance(lags[first : last + 1]) if fit == "gls" else None
+def window_covariance(fit: str, lags: np.ndarray, first: int, last: int) -> Covariance:
+    """The covariance shape a fit over lags first…last assumes: none for OLS, a Brownian walk's for GLS
+    ("brownian": ``brownian_msd_covariance`` of those lags, solved in O(K) by ``fit_line``)."""
+    return "brownian" if fit == "gls" else None
 
 
 def _per_atom_slopes(
-    array: np.ndarray, lags: np.ndarray, first: int, last: int, covariance: np.ndarray | None
+    array: np.ndarray, lags: np.ndarray, first: int, last: int, covariance: Covariance
 ) -> np.ndarray:
     """OLS slope of each atom's windowed MSD over lags first…last, [N, 3]; one chunk of atoms at a
     time, so memory stays O(chunk × T) instead of the N × last × 3 of all per-atom curves."""

@@ -9,6 +9,8 @@ References:
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from scipy import special
 
@@ -45,17 +47,84 @@ def brownian_msd_covariance(lags: np.ndarray) -> np.ndarray:
     return covariance / np.mean(np.diag(covariance))
 
 
-def line_weights(x: np.ndarray, covariance: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+#: What a line fit assumes about the covariance of its y values: None (OLS), a matrix (GLS with it),
+#: or "brownian" (GLS with ``brownian_msd_covariance``, solved in O(K) by ``brownian_line_weights``).
+Covariance = np.ndarray | Literal["brownian"] | None
+
+
+def brownian_line_weights(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GLS weights (w_b, w_a) for y = a + b x under ``brownian_msd_covariance(x)``, exactly, in O(K).
+
+    That shape, s² (3 t − s) for s ≤ t, is 6 × the covariance of integrated Brownian motion
+    X(t) = ∫₀ᵗ W(u) du (W a standard Wiener process). The pair (X, W) is Markov: over a step Δ,
+    X' = X + Δ W + ξ and W' = W + η with Cov(ξ, η) = [[Δ³/3, Δ²/2], [Δ²/2, Δ]], and at the first lag
+    t₁ it has covariance [[t₁³/3, t₁²/2], [t₁²/2, t₁]]. A Kalman filter that observes X exactly therefore
+    turns y into its innovations e = L⁻¹ y (Σ = L D Lᵀ, L unit lower triangular) with variances D in
+    one pass, and GLS is OLS on e / √D. The weights are (Xᵀ Σ⁻¹ X)⁻¹ Xᵀ L⁻ᵀ D⁻¹ L⁻¹: the filter applied
+    to the two design columns, then its adjoint (one backward pass) applied to the result. This equals
+    the dense Cholesky solve of ``line_weights(x, brownian_msd_covariance(x))`` without forming the
+    K × K matrix (a 1 ns run at 50 fs frames has ~7000 lags in its window: 0.1 s instead of a minute).
+    ``x`` must be strictly increasing and positive (lags, t > 0).
+    """
+    t = np.asarray(x, dtype=np.float64)
+    if t.ndim != 1 or t.shape[0] < 2 or not (t[0] > 0 and np.all(np.diff(t) > 0)):
+        raise ValueError("brownian_line_weights needs at least 2 strictly increasing positive lags")
+    n = t.shape[0]
+    step = np.diff(t)
+    # The filter's gains and innovation variances do not depend on the data: compute them once.
+    gain = np.empty(n - 1)
+    variance = np.empty(n)
+    variance[0] = t[0] ** 3 / 3.0
+    w_variance = t[0] / 4.0  # Var(W(t₁) | X(t₁)) = t₁ − (t₁²/2)² / (t₁³/3)
+    for k in range(n - 1):
+        d = step[k]
+        innovation = d * d * w_variance + d**3 / 3.0  # Var(X_{k+1} | X_1 … X_k)
+        cross = d * w_variance + d * d / 2.0  # Cov(X_{k+1}, W_{k+1} | X_1 … X_k)
+        gain[k] = cross / innovation
+        variance[k + 1] = innovation
+        w_variance = w_variance + d - gain[k] * cross
+    first_gain = 1.5 / t[0]  # E[W(t₁) | X(t₁)] = (t₁²/2) / (t₁³/3) · X(t₁)
+
+    # Forward: innovations of the design columns (x, 1), both at once.
+    design = np.stack([t, np.ones(n)], axis=1)
+    innovations = np.empty_like(design)
+    innovations[0] = design[0]
+    w_mean = first_gain * design[0]
+    for k in range(n - 1):
+        innovations[k + 1] = design[k + 1] - design[k] - step[k] * w_mean
+        w_mean = w_mean + gain[k] * innovations[k + 1]
+    scaled = innovations / variance[:, None]
+    coefficients = scaled @ np.linalg.inv(scaled.T @ innovations)  # [K, 2]: the weights on e
+
+    # Backward (adjoint of the filter): weights on y of Σ_k coefficients_k e_k. adjoint[k] is the
+    # derivative of that sum with respect to the filter's W estimate after lag k.
+    adjoint = np.zeros((n, 2))
+    for k in range(n - 2, -1, -1):
+        adjoint[k] = -step[k] * coefficients[k + 1] + (1.0 - gain[k] * step[k]) * adjoint[k + 1]
+    weights = coefficients.copy()
+    weights[:-1] -= coefficients[1:]  # e_{k+1} = y_{k+1} − y_k − …
+    weights[1:] += gain[:, None] * adjoint[1:]  # W estimate after lag k+1 gains K_k (y_{k+1} − y_k)
+    weights[:-1] -= gain[:, None] * adjoint[1:]
+    weights[0] += first_gain * adjoint[0]
+    return weights[:, 0], weights[:, 1]
+
+
+def line_weights(x: np.ndarray, covariance: Covariance = None) -> tuple[np.ndarray, np.ndarray]:
     """Weights (w_b, w_a) with slope b = Σ_k w_b,k y_k and intercept a = Σ_k w_a,k y_k for y = a + b x.
 
     Without ``covariance``: ordinary least squares. With it: generalised least squares,
-    (Xᵀ Σ⁻¹ X)⁻¹ Xᵀ Σ⁻¹, the minimum-variance linear fit when the y_k have covariance ∝ Σ.
+    (Xᵀ Σ⁻¹ X)⁻¹ Xᵀ Σ⁻¹, the minimum-variance linear fit when the y_k have covariance ∝ Σ;
+    ``covariance="brownian"`` is Σ = ``brownian_msd_covariance(x)`` by ``brownian_line_weights``.
     Either way the fit is linear in y, so the fit of an average of curves is the average of the fits.
     """
     x = np.asarray(x, dtype=np.float64)
     if covariance is None:
         slope = slope_weights(x)
         return slope, np.full_like(x, 1.0 / x.shape[0]) - slope * np.mean(x)
+    if isinstance(covariance, str):
+        if covariance != "brownian":
+            raise ValueError(f"covariance = {covariance!r}: pass a matrix, 'brownian' or None")
+        return brownian_line_weights(x)
     design = np.stack([x, np.ones_like(x)], axis=1)  # [K, 2]
     # Cholesky with a jitter far below the matrix's scale (normalised to a mean diagonal of 1): the
     # Brownian shape is positive definite but ill-conditioned for many closely spaced lags.
@@ -65,11 +134,9 @@ def line_weights(x: np.ndarray, covariance: np.ndarray | None = None) -> tuple[n
     return weights[0], weights[1]
 
 
-def fit_line(
-    x: np.ndarray, y: np.ndarray, covariance: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def fit_line(x: np.ndarray, y: np.ndarray, covariance: Covariance = None) -> tuple[np.ndarray, np.ndarray]:
     """Slope and intercept of y = a + b x along axis 0 of ``y`` ([K] or [K, ...]): OLS, or GLS with
-    ``covariance`` [K, K] (see ``line_weights``)."""
+    ``covariance`` [K, K] or "brownian" (see ``line_weights``)."""
     slope_w, intercept_w = line_weights(x, covariance)
     y = np.asarray(y, dtype=np.float64)
     return np.tensordot(slope_w, y, axes=(0, 0)), np.tensordot(intercept_w, y, axes=(0, 0))
