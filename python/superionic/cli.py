@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import os
 import sys
 import traceback
 import warnings
@@ -19,6 +21,7 @@ from superionic.data.dataset import DataError
 from superionic.data.examples import DEMO_SPECIES
 from superionic.data.graph import GraphError
 from superionic.export import ExportError, checkpoint_export_args, export_model
+from superionic.md import ensemble
 from superionic.md.driver import MdError
 from superionic.md.runner import LammpsError
 from superionic.modelfile import ModelFileError
@@ -225,6 +228,7 @@ def cmd_md(args: argparse.Namespace) -> int:
         backend=args.backend,
         guard_every=args.guard_every,
         guard_action=args.guard,
+        threads=args.threads,
     )
     columns = (
         TextColumn("{task.description}"),
@@ -645,6 +649,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     md.add_argument("--guard-every", type=int, default=10, help="steps between guard checks (0: off)")
     md.add_argument(
+        "--threads",
+        type=int,
+        help="threads per MPI rank (default: the node's cores shared out over its ranks)",
+    )
+    md.add_argument(
         "--backend",
         choices=("auto", "native", "torch"),
         default="auto",
@@ -776,13 +785,19 @@ def _quiet_third_party_warnings() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv, debug, quiet, log = _global_options(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
-    progress.configure(quiet=quiet, log=log)
+    # Under mpirun every rank runs this; rank 0 alone speaks (md.ensemble).
+    follower = ensemble.launcher_rank() != 0
+    if follower:
+        sys.stdout = open(os.devnull, "w")
+        atexit.register(sys.stdout.close)
+    progress.configure(quiet=quiet or follower, log=None if follower else log)
     _quiet_third_party_warnings()
     try:
         check_arguments(args)
         return args.func(args)
     except USER_ERRORS as err:
-        print(f"superionic: {_one_line(err)}", file=sys.stderr)
+        if not follower:
+            print(f"superionic: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("superionic: interrupted", file=sys.stderr)

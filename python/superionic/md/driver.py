@@ -23,8 +23,9 @@ from superionic import plugin_dir
 from superionic.data.materials import build_cell
 from superionic.data.ordering import perpendicular_widths
 from superionic.export import read_metadata
+from superionic.md import ensemble
 from superionic.md.lammps_data import write_lammps_data
-from superionic.md.runner import run_lammps
+from superionic.md.runner import LammpsError, LammpsRun, run_lammps
 
 SOURCE_TEMPLATES = Path(__file__).resolve().parents[3] / "lammps_inputs"
 RESTART_RE = re.compile(r"restart\.(\d+)\.lammps$")
@@ -79,6 +80,8 @@ class MdConfig:
     # its floor from the model file; at a breach warn and go on, or stop cleanly (restart written).
     guard_every: int = 10
     guard_action: str = "warn"
+    # Threads per MPI rank for the pair style (None: the machine's cores shared out, as always).
+    threads: int | None = None
 
 
 @dataclass
@@ -250,11 +253,17 @@ def run_md(
     )
     if config.parallel < 1:
         raise MdError(f"parallel = {config.parallel}: run at least one temperature at a time")
+    if config.threads is not None and config.threads < 1:
+        raise MdError(f"--threads {config.threads}: must be >= 1 (threads per MPI rank)")
+    if ensemble.active():
+        return _run_ensemble(config, summary, atoms, elements, members, has_floors)
     # Runs side by side share the cores: give each rank its share of torch threads so that
     # parallel × nprocs × threads never exceeds the machine (0 = the pair style's own choice).
     threads = (
         0 if config.parallel == 1 else max(1, (os.cpu_count() or 1) // (config.parallel * config.nprocs))
     )
+    if config.threads is not None:
+        threads = config.threads
     lock = threading.Lock()
 
     def one(temperature: float) -> TemperatureRun:
@@ -271,6 +280,55 @@ def run_md(
     return summary
 
 
+def _run_ensemble(config: MdConfig, summary: MdSummary, atoms, elements, members, has_floors) -> MdSummary:
+    """Every temperature under one mpirun: each group of ranks runs its share (md.ensemble), world
+    rank 0 gathers the runs, writes md_summary.json and returns the summary; every rank returns it,
+    so the command prints on rank 0 alone. A failure anywhere is raised on every rank."""
+    if config.nprocs != 1 or config.parallel != 1:
+        raise MdError(
+            "under mpirun the ranks are shared out over the temperatures; drop --np and --parallel "
+            f"(got --np {config.nprocs}, --parallel {config.parallel})"
+        )
+    world, group, mine, threads = ensemble.split(list(config.temperatures))
+    if config.threads is not None:
+        threads = config.threads
+    runs: list[TemperatureRun] = []
+    failure = None
+    if group.root:
+        try:
+            for temperature in mine:
+                runs.append(
+                    _run_one(
+                        config,
+                        atoms,
+                        elements,
+                        members,
+                        temperature,
+                        None,
+                        threads,
+                        None,
+                        has_floors,
+                        group.run,
+                    )
+                )
+        except (MdError, LammpsError) as err:
+            failure = str(err)
+        finally:
+            group.close()
+    else:
+        group.serve()
+    gathered = world.allgather((runs, failure, group.comm.Get_size() if group.root else 0))
+    errors = [f for _, f, _ in gathered if f]
+    if errors:
+        raise MdError(errors[0])
+    everything = [run for r, _, _ in gathered for run in r]
+    summary.runs = sorted(everything, key=lambda r: config.temperatures.index(r.temperature_K))
+    summary.ranks = max(n for _, _, n in gathered)
+    if world.Get_rank() == 0:
+        (Path(config.output) / "md_summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
+    return summary
+
+
 DEVI_FILE = "model_devi.out"
 DEVI_CSV = "model_devi.csv"
 STOPPED_FILE = "stopped.json"
@@ -278,8 +336,19 @@ STOP_RE = re.compile(r"max force deviation (\S+) eV/A > devi_stop (\S+) at step 
 
 
 def _run_one(
-    config, atoms, elements, members, temperature, on_step, threads: int = 0, on_devi=None, has_floors=False
+    config,
+    atoms,
+    elements,
+    members,
+    temperature,
+    on_step,
+    threads: int = 0,
+    on_devi=None,
+    has_floors=False,
+    execute: Callable[..., LammpsRun] | None = None,
 ) -> TemperatureRun:
+    """One temperature: the files, the LAMMPS run (``execute``: by default `lmp` as a subprocess,
+    under mpirun with --np; md.ensemble passes its in-process group) and what it printed."""
     directory = Path(config.output) / f"T{temperature:g}K"
     directory.mkdir(parents=True, exist_ok=True)
     trajectory = directory / "traj.h5"
@@ -405,7 +474,13 @@ def _run_one(
     # also records the exact input used.
     script = directory / "in.nvt.lammps"
     shutil.copyfile(template("nvt.in"), script)
-    run = run_lammps(script.name, directory, nprocs=config.nprocs, variables=variables, on_line=follow)
+    if execute is None:
+        run = run_lammps(script.name, directory, nprocs=config.nprocs, variables=variables, on_line=follow)
+    else:
+        run = execute(script.name, directory, variables, follow)
+        if run.returncode != 0 or run.error_line:
+            (directory / "lammps.out").write_text(run.output)
+            raise LammpsError(run.error_line or f"LAMMPS failed in {directory}")
     wall = time.perf_counter() - start
     (directory / "lammps.out").write_text(run.output)
     loops = [
