@@ -539,7 +539,7 @@ def _bad_inputs(tmp: Path) -> list[tuple[str, list[str], str]]:
     (tmp / "adir").mkdir()
     return [
         ("empty file", ["empty.h5"], "empty file"),
-        ("truncated HDF5", ["cut.h5md"], "not a readable HDF5 file, or truncated"),
+        ("truncated HDF5", ["cut.h5md"], "the HDF5 file is truncated: "),
         ("no species, no --types", ["mda.h5md"], "stores no species; pass a structure file"),
         ("unknown extension", ["notes.bin"], "unknown trajectory format; pass --format"),
         ("not an element", ["spec.h5", "--types", "Li", "Xq"], "'Xq' from --types is not an element"),
@@ -559,7 +559,7 @@ def _bad_inputs(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("vasprun cut before step 1", ["head.xml"], "no complete ionic step"),
         ("damaged XML", ["garbage.xml"], "not valid XML before the first ionic step"),
         ("POTIM against --timestep-ps", ["vasprun.xml", "--timestep-ps", "0.5"], "POTIM gives 0.002 ps"),
-        ("wrong --format", ["vasprun.xml", "--format", "h5md"], "not a readable HDF5 file"),
+        ("wrong --format", ["vasprun.xml", "--format", "h5md"], "not an HDF5 file (no HDF5 signature)"),
         ("a directory", ["adir"], "is a directory"),
         ("no such file", ["nothing.h5"], "no such trajectory file"),
         ("format name unknown", ["notes.bin", "--format", "nonsense"], "unknown --format 'nonsense'"),

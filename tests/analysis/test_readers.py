@@ -11,6 +11,8 @@ from ase.io import write
 
 from superionic.analysis.readers import TrajectoryError, load_ion_positions, open_trajectory
 
+from ._h5md import write_h5md
+
 CELL = np.array([[9.0, 0.0, 0.0], [1.0, 9.5, 0.0], [-0.5, 0.8, 10.0]])
 
 
@@ -94,8 +96,16 @@ def test_truncated_files(tmp_path: Path) -> None:
     with pytest.raises(TrajectoryError, match=r"cut\.dump: (truncated|frame at step)"):
         load_ion_positions(open_trajectory(tmp_path / "cut.dump", ["Li", "S"], timestep_ps=0.01), "Li")
     (tmp_path / "cut.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
-    with pytest.raises(TrajectoryError, match=r"cut\.h5: not a readable HDF5 file, or truncated"):
+    with pytest.raises(TrajectoryError, match=r"cut\.h5: the HDF5 file is damaged or truncated \(HDF5: "):
         open_trajectory(tmp_path / "cut.h5")
+    # A real H5MD file cut in half, as a copy that stopped: the message gives both sizes.
+    whole = write_h5md(tmp_path / "whole.h5", positions, np.eye(3) * 10.0, symbols, 0.01).read_bytes()
+    (tmp_path / "half.h5").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(TrajectoryError) as cut:
+        open_trajectory(tmp_path / "half.h5")
+    assert f"the HDF5 file is truncated: {len(whole) // 2} of its {len(whole)} bytes are there" in str(
+        cut.value
+    )
 
 
 def test_one_frame_absent_ion_and_uneven_times(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 import warnings
@@ -81,11 +82,26 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, dict, str]]:
     write(tmp_path / "overlap.extxyz", overlap)
     molecule = Atoms("LiCl", positions=[[0, 0, 0], [2.1, 0, 0]])
     write(tmp_path / "molecule.xyz", molecule)
+    packed = gzip.compress(ARGYRODITE.read_bytes())
+    damaged = packed[:200] + bytes(b ^ 0x5A for b in packed[200:400]) + packed[400:]
+    write(tmp_path / "cell.extxyz", _rocksalt_li_na_cl())
+    xyz_packed = gzip.compress((tmp_path / "cell.extxyz").read_bytes())
     return {
         "missing file": (tmp_path / "none.cif", {}, "no such structure file"),
         "empty file": (_write(tmp_path, "empty.cif", ""), {}, "the file is empty"),
         "directory": (tmp_path, {}, "is a directory"),
-        "random bytes": (_write(tmp_path, "junk.cif", bytes(range(256)) * 4), {}, "not a readable CIF"),
+        "random bytes": (_write(tmp_path, "junk.cif", bytes(range(256)) * 4), {}, "binary data, not text"),
+        "damaged gzip CIF": (_write(tmp_path, "bad.cif.gz", damaged), {}, "the gzip data is damaged"),
+        "truncated gzip CIF": (
+            _write(tmp_path, "cut.cif.gz", packed[: len(packed) // 2]),
+            {},
+            "the gzip stream ends before its end marker: the file is truncated",
+        ),
+        "truncated gzip extxyz": (
+            _write(tmp_path, "cut.extxyz.gz", xyz_packed[: len(xyz_packed) - 40]),
+            {},
+            "the file is truncated",
+        ),
         "truncated CIF": (_write(tmp_path, "cut.cif", truncated), {}, "not a readable CIF"),
         "occupancy above 1": (_write(tmp_path, "over.cif", "\n".join(over)), {}, "not a readable CIF"),
         "unknown element": (_write(tmp_path, "xq.cif", "\n".join(unknown)), {}, "Xq"),
@@ -124,6 +140,9 @@ CASES = [
     "empty file",
     "directory",
     "random bytes",
+    "damaged gzip CIF",
+    "truncated gzip CIF",
+    "truncated gzip extxyz",
     "truncated CIF",
     "occupancy above 1",
     "unknown element",

@@ -12,6 +12,7 @@ in `load_ion_positions`, which refuses when frames are too far apart for that).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from superionic.analysis.reader_base import (
     resolve_symbols,
     unit_factor,
 )
+from superionic.data.file_faults import compression_of, file_fault
 
 
 def _open(path: Path):
@@ -39,13 +41,36 @@ def _open(path: Path):
         return h5py.File(path, "r", locking=False)
     except OSError as err:
         if "locking flag" not in str(err):
-            raise TrajectoryError(
-                f"{path}: not a readable HDF5 file, or truncated; give a complete H5MD file, or pass "
-                "--format if it is not HDF5"
-            ) from err
+            raise TrajectoryError(f"{path}: {_open_fault(path, str(err))}") from err
         # HDF5 refuses a second handle on a file this process already holds open (h5py,
         # MDAnalysis) with other locking flags; share that handle's setting instead.
         return h5py.File(path, "r")
+
+
+def _open_fault(path: Path, message: str) -> str:
+    """What HDF5's refusal to open a file means, with the fix."""
+    truncated = re.search(
+        r"truncated file: eof = (\d+), sblock->base_addr = \d+, stored_eof = (\d+)", message
+    )
+    if truncated:
+        have, want = (int(x) for x in truncated.groups())
+        return (
+            f"the HDF5 file is truncated: {have} of its {want} bytes are there (a copy cut short?), and "
+            "HDF5 cannot open it; copy it again from where the run wrote it"
+        )
+    if "signature" in message:
+        packed = compression_of(path)
+        if packed:
+            fault = file_fault(path, text=False)
+            if fault:
+                return f"not an HDF5 file: it is {packed}-compressed, and {fault}"
+            return f"not an HDF5 file: it is {packed}-compressed; decompress it, or pass --format"
+        return "not an HDF5 file (no HDF5 signature); pass --format with its format"
+    reason = message.split("(", 1)[-1].rstrip(")") if "(" in message else message
+    return (
+        f"the HDF5 file is damaged or truncated (HDF5: {reason}); copy it again from where the run wrote "
+        "it, or pass --format if it is not HDF5"
+    )
 
 
 def _attr(obj, name: str):

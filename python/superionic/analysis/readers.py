@@ -37,6 +37,7 @@ from superionic.analysis.reader_mdanalysis import EXTENSIONS as MDA_EXTENSIONS
 from superionic.analysis.reader_mdanalysis import MdaReader
 from superionic.analysis.reader_vasprun import VasprunReader
 from superionic.analysis.trajectory import _JUMP_WARNING_FRACTION, unwrap
+from superionic.data.file_faults import file_fault
 
 MEMMAP_BYTES = 256 * 2**20  # beyond this the ion positions live in a temporary file
 
@@ -204,6 +205,10 @@ class AseReader(Reader):
         except TrajectoryError:
             raise
         except Exception as err:  # ase.io raises many exception types for unreadable input
+            fault = file_fault(self.path)
+            if fault:
+                after = f" (after {k} complete frame{'s' if k != 1 else ''})" if k else ""
+                raise TrajectoryError(f"{self.path}: {fault}{after}") from err
             what = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             where = "" if k == 0 else f" after frame {k} (truncated?)"
             raise TrajectoryError(
@@ -313,7 +318,12 @@ def open_trajectory(
 
         try:
             filetype(str(source), guess=False)
-        except (UnknownFileTypeError, OSError, ValueError) as err:
+        except Exception as err:  # ase.io reads the first bytes, through any decompressor
+            fault = file_fault(source)
+            if fault:
+                raise TrajectoryError(f"{source}: {fault}") from err
+            if not isinstance(err, UnknownFileTypeError | OSError | ValueError):
+                raise
             raise TrajectoryError(
                 f"{source}: unknown trajectory format; pass --format (h5md, lammps-dump, vasprun, xdatcar, "
                 "extxyz, traj, or an ase.io format name)"

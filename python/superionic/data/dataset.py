@@ -17,6 +17,7 @@ import torch
 from ase import Atoms
 from ase.io import read
 
+from superionic.data.file_faults import file_fault
 from superionic.data.neighbors import neighbor_list
 
 MIN_TRAINING_DISTANCE = 0.5  # Å: closer pairs in reference data are broken frames, not physics
@@ -57,10 +58,21 @@ def read_structures(path: str | Path, index: str = ":") -> list[Atoms]:
     source = Path(path)
     if not source.exists():
         raise DataError(f"{source}: no such file; check the path in the config")
+    if source.is_dir():
+        raise DataError(f"{source}: is a directory; give a labelled file (extxyz, ...)")
+    if source.stat().st_size == 0:
+        raise DataError(f"{source}: the file is empty; give a labelled file (extxyz, ...)")
     try:
         frames = read(str(source), index=index)
     except Exception as err:  # ase raises many types; all mean "not readable as this format"
-        raise DataError(f"{source}: ase.io cannot read it ({type(err).__name__}: {err})") from err
+        fault = file_fault(source)
+        if fault:
+            raise DataError(f"{source}: {fault}") from err
+        what = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise DataError(
+            f"{source}: ase.io cannot read it as labelled frames ({type(err).__name__}: {what}); "
+            "give an extxyz file (or another format ase.io reads) with energies and forces"
+        ) from err
     return frames if isinstance(frames, list) else [frames]
 
 

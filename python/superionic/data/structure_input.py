@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from superionic.data.file_faults import file_fault
+
 __all__ = [
     "BUILTIN",
     "OrderingRules",
@@ -179,6 +181,9 @@ def _from_ase_file(path: Path) -> SiteTable:
             warnings.simplefilter("ignore")
             atoms = read(str(path), index=0)
     except Exception as error:  # ase raises many kinds; all mean "not a structure we can read"
+        fault = file_fault(path)
+        if fault:
+            raise StructureError(f"{path}: {fault}") from error
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StructureError(
             f"{path}: ASE cannot read it as a structure ({reason}); give a CIF, POSCAR/CONTCAR or extxyz file"
@@ -234,6 +239,9 @@ def _from_cif(path: Path, name: str) -> SiteTable:
             parser = CifParser(str(path), occupancy_tolerance=1.05)
             structures = parser.parse_structures(primitive=False)
     except Exception as error:  # pymatgen raises ValueError/KeyError/IndexError on broken files
+        fault = file_fault(path)
+        if fault:
+            raise StructureError(f"{path}: {fault}") from error
         reasons = [str(w.message).splitlines()[0] for w in caught] if "caught" in locals() else []
         reason = (
             reasons[-1] if reasons else (str(error).splitlines()[0] if str(error) else type(error).__name__)
