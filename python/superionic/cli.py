@@ -16,7 +16,7 @@ import torch
 from superionic import progress
 from superionic.analysis.errors import AnalysisError
 from superionic.cli_checks import OneLineParser, UsageError, check_arguments
-from superionic.data.commands import DATA_ERRORS, add_structure_options
+from superionic.data.commands import DATA_ERRORS, add_label_key_options, add_structure_options, label_keys_of
 from superionic.data.dataset import DataError
 from superionic.data.examples import DEMO_SPECIES
 from superionic.data.graph import GraphError
@@ -150,9 +150,11 @@ def _train_committee(args: argparse.Namespace, config) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from superionic.data.dataset import label_keys
     from superionic.validation.metrics import evaluate_model
 
-    report = evaluate_model(args.model, args.data, args.output)
+    with label_keys(label_keys_of(args)):
+        report = evaluate_model(args.model, args.data, args.output)
     m = report.metrics
     print(
         f"{int(m['frames'])} frames: force RMSE {m['force_rmse_eV_per_A']:.4f} eV/Å, "
@@ -585,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", type=Path, help="checkpoint (.ckpt) or exported model (.pt, .pt2)")
     evaluate.add_argument("data", nargs="+", help="labelled files (any ase.io format)")
     evaluate.add_argument("-o", "--output", default="runs/evaluate")
+    add_label_key_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     export = verbs.add_parser("export", help="export a checkpoint's EMA weights to .pt or .pt2")

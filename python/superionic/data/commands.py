@@ -10,15 +10,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+from superionic.data.dataset import LabelKeys
 from superionic.data.generate import GenerateConfig, GenerationError
 from superionic.data.labellers import LABELLERS, LabellerError
 from superionic.data.materials import MATERIALS, MaterialError
 from superionic.progress import progress_display
 
-__all__ = ["DATA_ERRORS", "add_data_commands", "add_structure_options", "oxidation_states", "supercell"]
+__all__ = [
+    "DATA_ERRORS",
+    "add_data_commands",
+    "add_label_key_options",
+    "add_structure_options",
+    "label_keys_of",
+    "oxidation_states",
+    "supercell",
+]
 
 DATA_ERRORS = (GenerationError, LabellerError, MaterialError)
 
@@ -46,6 +56,32 @@ def oxidation_states(text: str) -> dict[str, int]:
     if not out:
         raise argparse.ArgumentTypeError("expected Element=integer pairs such as Li=1,S=-2")
     return out
+
+
+def _label_key(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]*", text):
+        raise argparse.ArgumentTypeError(
+            f"expected a key as extxyz writes it (e.g. REF_energy), got {text!r}"
+        )
+    return text
+
+
+def add_label_key_options(parser: argparse.ArgumentParser) -> None:
+    """--energy-key/--forces-key/--stress-key: where labelled files keep their labels (the training
+    config's data.energy_key, forces_key, stress_key)."""
+    parser.add_argument(
+        "--energy-key", type=_label_key, default="energy", help="frame key of the energy (MACE: REF_energy)"
+    )
+    parser.add_argument(
+        "--forces-key", type=_label_key, default="forces", help="per-atom array of the forces (REF_forces)"
+    )
+    parser.add_argument(
+        "--stress-key", type=_label_key, default="stress", help="frame key of the stress (REF_stress)"
+    )
+
+
+def label_keys_of(args: argparse.Namespace) -> LabelKeys:
+    return LabelKeys(args.energy_key, args.forces_key, args.stress_key)
 
 
 def _positive_float(text: str) -> float:

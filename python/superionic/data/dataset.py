@@ -8,7 +8,9 @@ vectors are fixed inputs and forces come from the gradient with respect to them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,79 @@ METAL_UNIT_NAMES = {"ev", "metal", "ev/a", "ev/angstrom"}
 
 class DataError(ValueError):
     """Reference data that cannot be trained on; the message names file, frame and fix."""
+
+
+@dataclass(frozen=True)
+class LabelKeys:
+    """Where each frame's labels are: ASE's calculator keys by default (extxyz ``energy=``,
+    ``forces`` column, ``stress=``); other programs' names (MACE and nequip write ``REF_energy``,
+    ``REF_forces``, ``REF_stress``) are read from the frame's info and per-atom arrays."""
+
+    energy: str = "energy"
+    forces: str = "forces"
+    stress: str = "stress"
+
+    def options(self) -> str:
+        return f"energy_key={self.energy}, forces_key={self.forces}, stress_key={self.stress}"
+
+
+DEFAULT_KEYS = LabelKeys()
+# The keys load_frames uses when it is given none: a caller that cannot pass them through (a verb
+# whose option names them) sets them for the duration of a call with ``label_keys``.
+_CURRENT_KEYS: ContextVar[LabelKeys] = ContextVar("superionic_label_keys", default=DEFAULT_KEYS)
+
+
+@contextmanager
+def label_keys(keys: LabelKeys) -> Iterator[None]:
+    """Read labels under ``keys`` inside the ``with`` block (``superionic evaluate --energy-key``)."""
+    token = _CURRENT_KEYS.set(keys)
+    try:
+        yield
+    finally:
+        _CURRENT_KEYS.reset(token)
+
+
+def _calculator_results(atoms: Atoms) -> dict:
+    calc = atoms.calc
+    return getattr(calc, "results", {}) if calc is not None else {}
+
+
+def _energy(atoms: Atoms, keys: LabelKeys) -> float | None:
+    results = _calculator_results(atoms)
+    if keys.energy == "energy":
+        value = results.get("energy", results.get("free_energy", atoms.info.get("energy")))
+    else:
+        value = results.get(keys.energy, atoms.info.get(keys.energy))
+    return None if value is None else float(np.asarray(value).reshape(()))
+
+
+def _forces(atoms: Atoms, keys: LabelKeys) -> np.ndarray | None:
+    value = _calculator_results(atoms).get(keys.forces, atoms.arrays.get(keys.forces))
+    return None if value is None else np.asarray(value, dtype=np.float64)
+
+
+def _stress(atoms: Atoms, keys: LabelKeys) -> np.ndarray | None:
+    value = _calculator_results(atoms).get(keys.stress, atoms.info.get(keys.stress))
+    return None if value is None else np.asarray(value, dtype=np.float64)
+
+
+def _candidates(atoms: Atoms, word: str, per_atom: bool) -> list[str]:
+    """Keys of a frame that look like ``word`` labels, for the message when none is where asked."""
+    names = list(atoms.arrays) if per_atom else list(atoms.info)
+    names += [k for k in _calculator_results(atoms) if k not in names]
+    return [k for k in names if word in k.lower() and k not in ("numbers", "positions")]
+
+
+def _missing(where: str, atoms: Atoms, word: str, key: str, per_atom: bool) -> DataError:
+    found = _candidates(atoms, word, per_atom)
+    option = f"{'forces' if word == 'force' else word}_key"
+    hint = (
+        f"the frame has {', '.join(repr(k) for k in found)}: name it with data.{option} in the training "
+        f"config (superionic evaluate --{option.replace('_', '-')})"
+        if found
+        else f"label every frame (extxyz '{key}' {'column' if per_atom else 'key'}) or drop it"
+    )
+    return DataError(f"{where}: no {word if word != 'force' else 'forces'} under '{key}'; {hint}")
 
 
 @dataclass(frozen=True)
@@ -83,22 +158,37 @@ def _declared_units(atoms: Atoms) -> str | None:
     return None
 
 
-def validate(frames: Sequence[Atoms], source: str, species: Sequence[str] | None = None) -> None:
+def validate(
+    frames: Sequence[Atoms],
+    source: str,
+    species: Sequence[str] | None = None,
+    keys: LabelKeys | None = None,
+) -> None:
     """Refuse frames without labels, with NaN, in other units, with unknown elements or overlaps."""
+    keys = keys or _CURRENT_KEYS.get()
     per_atom = []
     for k, atoms in enumerate(frames):
         where = f"{source}: frame {k}"
-        calc = atoms.calc
-        results = getattr(calc, "results", {}) if calc is not None else {}
-        if "energy" not in results and "free_energy" not in results:
-            raise DataError(f"{where}: no energy; label every frame (extxyz 'energy=' key) or drop it")
-        if "forces" not in results:
-            raise DataError(f"{where}: no forces; label every frame (extxyz 'forces' column) or drop it")
-        energy = float(results.get("energy", results.get("free_energy")))
-        forces = np.asarray(results["forces"])
+        energy = _energy(atoms, keys)
+        if energy is None:
+            raise _missing(where, atoms, "energy", keys.energy, per_atom=False)
+        forces = _forces(atoms, keys)
+        if forces is None:
+            raise _missing(where, atoms, "force", keys.forces, per_atom=True)
+        if forces.shape != (len(atoms), 3):
+            raise DataError(
+                f"{where}: '{keys.forces}' has shape {list(forces.shape)}, not [{len(atoms)}, 3]; "
+                "name the per-atom forces with forces_key"
+            )
         if not np.isfinite(energy) or not np.all(np.isfinite(forces)):
             raise DataError(f"{where}: energy or forces contain NaN/inf; remove the frame or relabel it")
-        if "stress" in results and not np.all(np.isfinite(results["stress"])):
+        stress = _stress(atoms, keys)
+        if stress is not None and stress.size not in (6, 9):
+            raise DataError(
+                f"{where}: '{keys.stress}' has {stress.size} values, not 6 (Voigt) or 9 (3x3); "
+                "name the stress with stress_key"
+            )
+        if stress is not None and not np.all(np.isfinite(stress)):
             raise DataError(f"{where}: stress contains NaN/inf; remove the frame or relabel it")
         units = _declared_units(atoms)
         if units is not None and units.lower() not in METAL_UNIT_NAMES:
@@ -137,15 +227,20 @@ def validate(frames: Sequence[Atoms], source: str, species: Sequence[str] | None
             )
 
 
-def to_frame(atoms: Atoms, cutoff: float, species: Sequence[str], source: str) -> Frame:
+def to_frame(
+    atoms: Atoms, cutoff: float, species: Sequence[str], source: str, keys: LabelKeys | None = None
+) -> Frame:
+    keys = keys or _CURRENT_KEYS.get()
     index = {name: k for k, name in enumerate(species)}
     symbols = tuple(atoms.get_chemical_symbols())
     pairs = neighbor_list(atoms, cutoff)
-    results = atoms.calc.results
+    energy, forces, raw_stress = _energy(atoms, keys), _forces(atoms, keys), _stress(atoms, keys)
+    if energy is None or forces is None:
+        raise DataError(f"{source}: no energy or forces under {keys.options()}; validate the frames first")
     stress = None
     periodic = bool(atoms.pbc.all())
-    if periodic and "stress" in results:
-        voigt = np.asarray(results["stress"], dtype=np.float64)
+    if periodic and raw_stress is not None:
+        voigt = raw_stress.ravel()
         stress = torch.tensor(_voigt_to_matrix(voigt) if voigt.shape == (6,) else voigt.reshape(3, 3))
     return Frame(
         source=source,
@@ -153,8 +248,8 @@ def to_frame(atoms: Atoms, cutoff: float, species: Sequence[str], source: str) -
         edge_src=torch.from_numpy(pairs.src),
         edge_dst=torch.from_numpy(pairs.dst),
         edge_vec=torch.from_numpy(pairs.vectors),
-        energy=float(results.get("energy", results.get("free_energy"))),
-        forces=torch.tensor(np.asarray(results["forces"]), dtype=torch.float64),
+        energy=energy,
+        forces=torch.tensor(forces, dtype=torch.float64),
         stress=stress,
         volume=float(abs(atoms.cell.volume)) if periodic else 0.0,
         symbols=symbols,
@@ -168,20 +263,25 @@ def _voigt_to_matrix(v: np.ndarray) -> np.ndarray:
 
 
 def load_frames(
-    paths: Sequence[str | Path], cutoff: float, species: Sequence[str] | None = None
+    paths: Sequence[str | Path],
+    cutoff: float,
+    species: Sequence[str] | None = None,
+    keys: LabelKeys | None = None,
 ) -> tuple[list[Frame], list[str]]:
-    """Read, validate and convert every frame of every file; species default to those present."""
+    """Read, validate and convert every frame of every file; species default to those present.
+    ``keys``: where the labels are (default: ASE's own keys, or those ``label_keys`` set)."""
+    keys = keys or _CURRENT_KEYS.get()
     structures: list[tuple[str, Atoms]] = []
     for path in paths:
         frames = read_structures(path)
-        validate(frames, str(path), species)
+        validate(frames, str(path), species, keys)
         structures += [(f"{path}:{k}", atoms) for k, atoms in enumerate(frames)]
     if not structures:
         raise DataError(f"{', '.join(map(str, paths))}: no frames; point 'data' at labelled files")
     if species is None:
         present = {s for _, atoms in structures for s in atoms.get_chemical_symbols()}
         species = sorted(present, key=_atomic_number)
-    return [to_frame(atoms, cutoff, species, where) for where, atoms in structures], list(species)
+    return [to_frame(atoms, cutoff, species, where, keys) for where, atoms in structures], list(species)
 
 
 def _atomic_number(symbol: str) -> int:

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from superionic.data.dataset import LabelKeys
+
 # ModelConfig belongs to the models layer (models are built from it); re-exported here so a
 # training config is still one import.
 from superionic.models.config import KIND_KEYS, MARATHON_MAX_L, ModelConfig
@@ -28,6 +30,13 @@ class DataConfig:
     val_fraction: float = 0.1
     max_frames: int | None = None
     split_seed: int = 0
+    # Where each frame's labels are: ASE's keys by default; MACE/nequip files say REF_energy etc.
+    energy_key: str = "energy"
+    forces_key: str = "forces"
+    stress_key: str = "stress"
+
+    def label_keys(self) -> LabelKeys:
+        return LabelKeys(self.energy_key, self.forces_key, self.stress_key)
 
 
 @dataclass
@@ -84,12 +93,20 @@ def _any(_: Any) -> bool:
     return True
 
 
+def _key(value: Any) -> bool:
+    """A label key as extxyz writes one: non-empty, no spaces, '=' or quotes."""
+    return bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]*", value))
+
+
 RULES: dict[tuple[str, str], Rule] = {
     ("data", "train"): Rule("files", lambda v: len(v) > 0, "a list of labelled files", "[frames.extxyz]"),
     ("data", "val"): Rule("files", _any, "a list of labelled files", "[] (hold out val_fraction)"),
     ("data", "val_fraction"): Rule("float", lambda v: 0 < v < 1, "a fraction between 0 and 1", "0.1"),
     ("data", "max_frames"): Rule("int", lambda v: v >= 1, "an integer >= 1", "null (all frames)", True),
     ("data", "split_seed"): Rule("int", lambda v: v >= 0, "an integer >= 0", "0"),
+    ("data", "energy_key"): Rule("str", _key, "a frame info key (extxyz comment line)", "REF_energy"),
+    ("data", "forces_key"): Rule("str", _key, "a per-atom array name (extxyz column)", "REF_forces"),
+    ("data", "stress_key"): Rule("str", _key, "a frame info key (6 or 9 values)", "REF_stress"),
     ("model", "cutoff"): Rule("float", lambda v: v > 0, "a distance > 0 in Angstrom", "5.0"),
     ("model", "n_basis"): Rule("int", lambda v: v >= 1, "an integer >= 1", "8"),
     ("model", "radial_channels"): Rule("int", lambda v: v >= 1, "an integer >= 1", "8"),

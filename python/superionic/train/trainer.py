@@ -131,9 +131,10 @@ class Trainer:
 
     def _load_data(self) -> None:
         cfg = self.config
-        frames, self.species = load_frames(cfg.data.train, cfg.model.cutoff, cfg.model.species)
+        keys = cfg.data.label_keys()
+        frames, self.species = load_frames(cfg.data.train, cfg.model.cutoff, cfg.model.species, keys)
         if cfg.data.val:
-            self.val_frames, _ = load_frames(cfg.data.val, cfg.model.cutoff, self.species)
+            self.val_frames, _ = load_frames(cfg.data.val, cfg.model.cutoff, self.species, keys)
             train_idx = np.arange(len(frames))
         else:
             train_idx, val_idx = split_indices(len(frames), cfg.data.val_fraction, cfg.data.split_seed)
