@@ -8,9 +8,13 @@ Wire into the main parser with ``add_data_commands(verbs)``, where ``verbs`` is 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +88,49 @@ def label_keys_of(args: argparse.Namespace) -> LabelKeys:
     return LabelKeys(args.energy_key, args.forces_key, args.stress_key)
 
 
+# Faults of the disk rather than of the input: what each one asks the user to do.
+_DISK_FIXES = {
+    errno.ENOSPC: "free space on its disk",
+    errno.EDQUOT: "free space within your disk quota",
+    errno.EFBIG: "raise the file-size limit (ulimit -f)",
+    errno.EROFS: "give -o in a writable directory",
+    errno.EACCES: "give -o in a directory you can write to",
+    errno.EPERM: "give -o in a directory you can write to",
+}
+
+
+def check_writable(output: Path) -> None:
+    """Refuse, before any labeller loads, an output whose directory cannot take a file (read-only
+    file system, no permission): creating one there is the only test every file system answers."""
+    folder = output.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the directory that the output's folders would be made in
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".superionic-write-test-"):
+            pass
+    except OSError as err:
+        fix = _DISK_FIXES.get(err.errno or 0, "give -o in a writable directory")
+        raise GenerationError(f"{output}: cannot write in {folder} ({err.strerror}); {fix}") from err
+
+
+@contextmanager
+def disk_faults(output: Path, what: str) -> Iterator[None]:
+    """A full disk, a file-size limit or a read-only directory while ``what`` is written: one line
+    naming the file and the reason; the complete frames already written stay (the run's partial
+    file and its resume state), so the same command continues once the fault is gone."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in _DISK_FIXES:
+            raise
+        where = err.filename or output.with_name(output.name + ".partial")
+        reason = err.strerror + (", the file-size limit (ulimit -f)" if err.errno == errno.EFBIG else "")
+        raise GenerationError(
+            f"{where}: cannot write the {what} ({reason}); every complete frame written so far is kept: "
+            f"{_DISK_FIXES[err.errno]}, then run the same command again (it resumes)"
+        ) from err
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -142,7 +189,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         output=args.output,
     )
     run = finish_partial if args.finish_partial else generate
-    with _progress(f"{args.structure} / {args.labeller}") as progress:
+    output = config.output_path()
+    check_writable(output)
+    with _progress(f"{args.structure} / {args.labeller}") as progress, disk_faults(output, "labelled frames"):
         task = progress.add_task("generate", total=args.frames, kind="")
         result = run(
             config,
@@ -183,11 +232,17 @@ def cmd_reference_md(args: argparse.Namespace) -> int:
         threads=args.threads,
         output=args.output,
     )
+    output = config.output_path()
+    check_writable(output)
     if args.finish_partial:
-        result = finish_partial(config)
+        with disk_faults(output, "reference trajectory"):
+            result = finish_partial(config)
         return _print_reference(result)
     run = extend_reference_md if args.extend else run_reference_md
-    with _progress(f"{args.structure} {args.temperature:.0f} K") as progress:
+    with (
+        _progress(f"{args.structure} {args.temperature:.0f} K") as progress,
+        disk_faults(output, "reference trajectory"),
+    ):
         task = progress.add_task("md", total=None, kind="")
         result = run(
             config, on_progress=lambda done, total: progress.update(task, completed=done, total=total)
