@@ -178,6 +178,10 @@ struct H5mdWriter::Impl {
   Handle position, image, velocity, force, edges;             // value datasets
   std::vector<float> position_f32;
   bool broken = false;  // a write failed: nothing more goes to the file
+  // The complete frames on disk, for the messages (kept here: reading `step` for them would cost
+  // a pass over the whole dataset at every frame).
+  hsize_t frames_kept = 0;
+  int64_t first_step_kept = 0, last_step_kept = 0;
 
   void create(OpenMode mode);
   void reserve(int64_t step);
@@ -305,6 +309,11 @@ void H5mdWriter::Impl::open_append(int64_t first_step) {
   for (const Handle *d : {&position, &image, &velocity, &force, &edges, &step, &time})
     if (d->get() >= 0) resize_rows(d->get(), std::min(keep, rows(d->get())));
   check_status(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "cannot flush");
+  frames_kept = keep;
+  if (keep) {
+    first_step_kept = steps.front();
+    last_step_kept = steps[keep - 1];
+  }
 }
 
 H5mdWriter::H5mdWriter(const std::string &path, const H5mdLayout &layout, OpenMode mode, int64_t first_step)
@@ -355,12 +364,10 @@ std::string kilobytes(double bytes) {
 }  // namespace
 
 std::string H5mdWriter::Impl::kept() const {
-  hsize_t n = rows(step.get());
+  const hsize_t n = frames_kept;
   if (n == 0) return "the file keeps no complete frame";
-  std::vector<int64_t> steps(n);
-  H5Dread(step.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, steps.data());
   return "the file keeps its " + std::to_string(n) + " complete frame" + (n == 1 ? "" : "s") + " (steps " +
-         std::to_string(steps.front()) + "-" + std::to_string(steps.back()) + ")";
+         std::to_string(first_step_kept) + "-" + std::to_string(last_step_kept) + ")";
 }
 
 // Room for one frame is made sure of before any byte of it is written: HDF5 defers chunk and
@@ -431,7 +438,6 @@ void H5mdWriter::write_frame(int64_t step, double time, const double *edges, con
   auto &d = *impl_;
   if (d.broken) throw H5mdError("'" + d.path + "' is closed after a failed write");
   d.reserve(step);
-  const std::string kept_before = d.kept();
   try {
     const size_t n3 = static_cast<size_t>(d.layout.n_particles) * 3;
     if (d.layout.double_positions) {
@@ -451,9 +457,11 @@ void H5mdWriter::write_frame(int64_t step, double time, const double *edges, con
   } catch (const H5mdError &e) {
     d.freeze();
     throw H5mdError("cannot write the frame of step " + std::to_string(step) + " to '" + d.path + "': " + e.what() +
-                    "; before it " + kept_before + ": check the disk, then continue from the last restart file " +
+                    "; before it " + d.kept() + ": check the disk, then continue from the last restart file " +
                     "with 'append yes'");
   }
+  if (d.frames_kept++ == 0) d.first_step_kept = step;
+  d.last_step_kept = step;
 }
 
 }  // namespace superionic
