@@ -68,6 +68,7 @@ class PlainProgress:
         self.streams = streams
         self.interval_s, self.step = interval_s, step
         self.tasks: dict[int, _Task] = {}
+        self._next_id = 0
 
     def __enter__(self) -> PlainProgress:
         return self
@@ -84,7 +85,8 @@ class PlainProgress:
     def add_task(
         self, description: str, total: float | None = None, start: bool = True, **fields: Any
     ) -> int:
-        task_id = len(self.tasks)
+        task_id = self._next_id
+        self._next_id += 1
         self.tasks[task_id] = _Task(
             description.strip(), total, status=str(fields.pop("status", "")), fields=fields
         )
@@ -102,6 +104,10 @@ class PlainProgress:
         task = self.tasks[task_id]
         if task.started is not None and not task.finished:
             self._finish(task_id)
+
+    def remove_task(self, task_id: int) -> None:
+        self.stop_task(task_id)
+        del self.tasks[task_id]
 
     def advance(self, task_id: int, advance: float = 1.0) -> None:
         self.update(task_id, completed=self.tasks[task_id].completed + advance)
