@@ -805,6 +805,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("superionic: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # a full disk, a file-size limit, a read-only or missing directory
+        if not follower:
+            where = f"{err.filename}: " if err.filename else ""
+            print(
+                f"superionic: {where}{err.strerror or err}; free space, raise the limit or choose a writable "
+                "output, then rerun the same command: finished work is kept",
+                file=sys.stderr,
+            )
+        return 2
     except Exception as err:  # the one guard: anything not a known user error is a bug to report
         if debug:
             traceback.print_exc()

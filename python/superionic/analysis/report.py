@@ -112,12 +112,13 @@ def analyze_trajectory(
     from superionic.analysis.plots import plot_msd
 
     source = Path(path)
-    temperature = temperature_K if temperature_K is not None else find_temperature(source)
-    if temperature is None:
-        raise TrajectoryError(f"{source}: temperature unknown; pass --temperature (K)")
+    # The file first: a damaged or truncated file is named as such, not as a missing temperature.
     reader = open_trajectory(
         source, type_names=type_names, timestep_ps=timestep_ps, fmt=fmt, structure=structure
     )
+    temperature = temperature_K if temperature_K is not None else find_temperature(source)
+    if temperature is None:
+        raise TrajectoryError(f"{source}: temperature unknown; pass --temperature (K)")
     notes: list[str] = list(reader.header.notes)
     integrity = intact_part(source, reader, floors, notes)
     if integrity is not None and not integrity.intact:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+SOURCE_LOCATION = re.compile(r"\s*\([^()\s]+\.(?:cpp|h):\d+\)$")
 
 
 class LammpsError(RuntimeError):
@@ -21,9 +24,11 @@ class LammpsRun:
 
     @property
     def error_line(self) -> str | None:
+        """LAMMPS's ERROR line, without the source file and line LAMMPS appends (of use to us, not
+        to the user reading it)."""
         for line in self.output.splitlines():
             if line.startswith("ERROR"):
-                return line.strip()
+                return SOURCE_LOCATION.sub("", line.strip())
         return None
 
     def thermo_blocks(self) -> list[list[dict[str, float]]]:

@@ -27,6 +27,7 @@ from superionic.analysis.diffusion import WindowRule
 from superionic.analysis.integrity import floors_from_trajectories
 from superionic.analysis.readers import open_trajectory
 from superionic.analysis.report import find_temperature
+from superionic.data.file_faults import file_fault
 from superionic.md.driver import MdConfig, run_md
 from superionic.validation.compare import (
     TemperatureComparison,
@@ -76,6 +77,9 @@ def load_reference(path: str | Path, temperature_K: float | None = None) -> Refe
     source = Path(path)
     if not source.exists():
         raise ValidationError(f"{source}: no such reference trajectory (--reference)")
+    fault = file_fault(source)
+    if fault is not None:
+        raise ValidationError(f"{source}: {fault} (--reference)")
     summary = summary_of(source)
     temperature = temperature_K if temperature_K is not None else find_temperature(source)
     if temperature is None:
