@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -320,6 +321,75 @@ def test_gls_of_a_long_run_is_fast_and_equals_the_dense_solve() -> None:
     slope, _ = fit_line(np.arange(20, 6667) * 0.05, np.arange(20, 6667) * 0.05 * 3.0 + 1.0, "brownian")
     assert time.perf_counter() - began < 5.0
     assert float(slope) == pytest.approx(3.0, rel=1e-9)
+
+
+def test_expanded_interval_covers_with_20_atoms(record_property: Callable) -> None:
+    """20 walkers (a 50-atom LGPS cell's Li) over 20 ps at 50 fs, 200 seeded trials. The plain
+    percentile interval covers 89.5 % here (the bench's gaussian:20:20 row); the expanded one must
+    cover at 95 % (binomial band 182–197 of 200) and be wider by the factor its percentiles imply for
+    a near-normal bootstrap distribution, √(20/19) · t₁₉ / 1.96 = 1.0956 (per trial ±2 %: the
+    replicate quantiles at 1.6 % and 2.5 % of 1000 resamples differ in their tails' noise)."""
+    from scipy import special, stats
+
+    from superionic.analysis.statistics import expanded_percentile
+
+    factor = math.sqrt(20 / 19) * stats.t.ppf(0.975, 19) / 1.959964
+    assert expanded_percentile(20) == pytest.approx(100 * special.ndtr(-factor * 1.959964), rel=1e-12)
+    assert factor == pytest.approx(1.0956, abs=1e-4)
+    hits, ratios = 0, []
+    for trial in range(200):
+        walk = random_walk(np.random.default_rng([77, trial]), 20, 400, 0.05, 0.5)
+        expanded = tracer_diffusion(walk, times(401, 0.05), seed=trial, bootstrap_interval="expanded")
+        plain = tracer_diffusion(walk, times(401, 0.05), seed=trial)
+        low, high = expanded.ci95_cm2_per_s
+        hits += low <= 0.5 * CM2_PER_S_PER_A2_PER_PS <= high
+        ratios.append((high - low) / (plain.ci95_cm2_per_s[1] - plain.ci95_cm2_per_s[0]))
+        assert expanded.dof == 19 and math.isinf(plain.dof)
+        assert expanded.stderr_cm2_per_s == pytest.approx(plain.stderr_cm2_per_s * math.sqrt(20 / 19))
+    record_property("coverage_expanded_20_atoms", hits / 200)
+    print(
+        f"\n[coverage] 20 walkers, expanded percentile: {hits / 200:.1%}, width ratio {np.mean(ratios):.3f}"
+    )
+    assert_coverage(hits, 200, "expanded percentile interval, 20 atoms")
+    assert float(np.mean(ratios)) == pytest.approx(factor, rel=0.02)
+
+
+def _caged_walk(rng: np.random.Generator, n_atoms: int, n_frames: int) -> np.ndarray:
+    """A Gaussian walk (D = 0.5 Å²/ps) plus a bounded Ornstein–Uhlenbeck excursion (rms 0.8 Å per
+    component, relaxation 2 ps): MSD = 6 D t + 6 · 0.64 (1 − e^(−t/2)), still bending at 0.5 ps, where
+    its local slope is 6 D + 1.92 e^(−0.25) ≈ 1.5 × 6 D."""
+    walk = random_walk(rng, n_atoms, n_frames - 1, 0.05, 0.5)
+    keep = math.exp(-0.05 / 2.0)
+    excursion = np.empty_like(walk)
+    excursion[0] = rng.normal(scale=0.8, size=(n_atoms, 3))
+    kicks = rng.normal(scale=0.8 * math.sqrt(1 - keep**2), size=walk.shape)
+    for k in range(1, n_frames):
+        excursion[k] = keep * excursion[k - 1] + kicks[k]
+    return walk + excursion
+
+
+def test_fit_difference_flags_an_msd_that_still_bends_in_the_window() -> None:
+    """GLS weights the window's first lags and OLS its last: on a straight MSD their difference is
+    noise (|z| > 1.96 in 5 % of trials: band 1–10 of 100), on one that still bends at the window's
+    start GLS is higher by far more than its error (z > 3 in every one of 20 trials of 200 atoms)."""
+    straight = 0
+    for trial in range(100):
+        walk = random_walk(np.random.default_rng([78, trial]), 64, 400, 0.05, 0.5)
+        result = tracer_diffusion(walk, times(401, 0.05), seed=trial, n_bootstrap=400)
+        straight += abs(result.fit_difference_z) > 1.959964
+        assert np.isfinite(result.other_fit_cm2_per_s)
+    assert 1 <= straight <= 10, straight
+    for trial in range(20):
+        positions = _caged_walk(np.random.default_rng([79, trial]), 200, 801)
+        bent = tracer_diffusion(
+            positions, times(801, 0.05), window_ps=(0.5, 13.3), seed=trial, n_bootstrap=400
+        )
+        assert bent.fit_difference_z > 3, bent.fit_difference_z
+        assert bent.other_fit_cm2_per_s > bent.diffusion_cm2_per_s
+        blocks = tracer_diffusion(
+            positions, times(801, 0.05), window_ps=(0.5, 2.6), uncertainty="block_average"
+        )
+        assert blocks.fit_difference_z > 0
 
 
 def test_unknown_fit_is_refused() -> None:

@@ -151,7 +151,11 @@ def ionic_conductivity(
     charge MSD is noisy: if no window is found, pass the tracer window, e.g. ``DiffusionResult.window_ps``).
     Blocks must be much longer than the window end for their estimates to be independent.
     ``fit="gls"`` fits by generalised least squares with the Brownian MSD covariance instead
-    (``superionic.analysis.diffusion.tracer_diffusion``); the charge MSD of independent hops is one.
+    (``superionic.analysis.diffusion.tracer_diffusion``, "Which fit"); the charge MSD of independent
+    hops is one. Measured (bench/estimator_coverage.py, 200 trials, the tracer's window as `superionic
+    analyze` passes it): on Gaussian walks OLS covers 87–94.5 % with a half-width of 80–90 % of σ, GLS
+    93–97.5 % with 3–19 %; on caged ions that hop with back-jumps OLS covers 88.5–96.5 %, GLS 19–80 %
+    (bias +14 to +38 %: the window starts where the MSD still bends). OLS stays the default.
     """
     check_fit(fit)
     array = check_positions(positions)
@@ -187,7 +191,9 @@ def ionic_conductivity(
         window_ps=(float(lags[first]), float(lags[last])),
         n_samples=n_blocks,
         dof=float(n_blocks - 1),
-        method=f"charge MSD, OLS per block; block average over {n_blocks} time blocks (Student-t 95 %)",
+        method=(
+            f"charge MSD, {fit.upper()} per block; block average over {n_blocks} time blocks (Student-t 95 %)"
+        ),
     )
 
 

@@ -9,6 +9,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -142,19 +143,42 @@ def fit_line(x: np.ndarray, y: np.ndarray, covariance: Covariance = None) -> tup
     return np.tensordot(slope_w, y, axes=(0, 0)), np.tensordot(intercept_w, y, axes=(0, 0))
 
 
+def expanded_percentile(n: int) -> float:
+    """Lower percentile (in %) of the expanded percentile interval of a mean of ``n`` values.
+
+    The plain percentile interval of a bootstrapped mean is too narrow for small n: the bootstrap
+    distribution has the plug-in spread s·√((n−1)/n) and normal tails where the t distribution's
+    are wider. Hesterberg ("What teachers should know about the bootstrap", Am. Stat. 69, 371
+    (2015)) widens it by taking the percentiles at α'/2 = Φ(−√(n/(n−1)) · t_{0.975, n−1}) instead of
+    2.5 % (n = 20: 1.6 %; n = 80: 2.3 %; → 2.5 % as n grows).
+    """
+    if n < 2:
+        raise ValueError(f"n = {n}: a bootstrap of a mean needs at least 2 values")
+    return float(100.0 * special.ndtr(-math.sqrt(n / (n - 1)) * t95(n - 1)))
+
+
 def bootstrap_mean_interval(
-    samples: np.ndarray, n_resamples: int, rng: np.random.Generator
+    samples: np.ndarray, n_resamples: int, rng: np.random.Generator, *, expanded: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bootstrap of the mean over axis 0 of ``samples`` [N, ...] (Efron & Tibshirani 1993).
 
     Resamples the N rows with replacement ``n_resamples`` times. Returns the replicate means
     [B, ...], their standard deviation (the bootstrap standard error) and the 2.5/97.5 % percentile
-    interval as an array [2, ...].
+    interval as an array [2, ...]. ``expanded``: the expanded percentile interval
+    (``expanded_percentile``) and the standard error × √(N/(N−1)), the usual s/√N, to go with
+    N − 1 degrees of freedom.
     """
     n = samples.shape[0]
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples)  # [B, N] resample multiplicities
     replicates = np.tensordot(counts / n, samples, axes=(1, 0))
     stderr = replicates.std(axis=0, ddof=1)
+    if expanded:
+        lower = expanded_percentile(n)
+        return (
+            replicates,
+            stderr * math.sqrt(n / (n - 1)),
+            np.percentile(replicates, [lower, 100 - lower], axis=0),
+        )
     interval = np.percentile(replicates, [2.5, 97.5], axis=0)
     return replicates, stderr, interval
 
