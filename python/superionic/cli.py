@@ -231,6 +231,7 @@ def cmd_md(args: argparse.Namespace) -> int:
         guard_every=args.guard_every,
         guard_action=args.guard,
         threads=args.threads,
+        extend=args.extend,
     )
     columns = (
         TextColumn("{task.description}"),
@@ -636,6 +637,11 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--charges", type=float, nargs="+", help="formal charge per element, model order")
     md.add_argument("-o", "--output", type=Path, default=Path("runs/md"))
     md.add_argument("--overwrite", action="store_true", help="discard finished or partial runs in the output")
+    md.add_argument(
+        "--extend",
+        action="store_true",
+        help="continue finished runs to the larger --steps from their final restart (trajectory appended)",
+    )
     md.add_argument(
         "--committee", type=Path, nargs="+", metavar="M", help="more members beside MODEL (member 0 drives)"
     )

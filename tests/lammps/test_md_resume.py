@@ -125,3 +125,37 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(tmp_path: Path, exp
     assert position_error < POSITION_TOL and velocity_error < VELOCITY_TOL
     # And the run is not frozen: atoms move far more than the tolerance over the run.
     assert np.abs(pos_ref[-1] - pos_ref[seam]).max() > 0.1
+
+
+@pytest.mark.slow
+def test_a_finished_run_extended_equals_the_longer_run(tmp_path: Path, exported) -> None:
+    """`superionic md --extend --steps 500` on a finished 300-step run continues it from its final
+    restart: the trajectory gains the frames 300…500 once each, bit for bit up to step 300 and to the
+    same round-off as a resume after it; without --extend the finished run is refused."""
+    structure = tmp_path / "cell.extxyz"
+    atoms = jittered_lattice((5, 5, 5), seed=21)
+    symbols = ["Li"] * 50 + ["Ge"] * 5 + ["P"] * 10 + ["S"] * 60
+    atoms.set_chemical_symbols(list(np.random.default_rng(21).permutation(symbols)))
+    write(structure, atoms)
+    model = exported.path("local")
+    subprocess.run(
+        md_args(structure, model, tmp_path / "straight"), capture_output=True, text=True, check=True
+    )
+    _, pos_ref, vel_ref = read(tmp_path / "straight" / "T1200K" / "traj.h5")
+
+    short = [a if a != str(STEPS) else "300" for a in md_args(structure, model, tmp_path / "short")]
+    subprocess.run(short, capture_output=True, text=True, check=True)
+    refused = subprocess.run(md_args(structure, model, tmp_path / "short"), capture_output=True, text=True)
+    assert refused.returncode == 2 and "--extend" in refused.stderr
+    extended = subprocess.run(
+        [*md_args(structure, model, tmp_path / "short"), "--extend"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "resumed from step 300" in extended.stdout
+    steps, pos, vel = read(tmp_path / "short" / "T1200K" / "traj.h5")
+    assert list(steps) == FRAMES
+    seam = FRAMES.index(300)
+    np.testing.assert_array_equal(pos[: seam + 1], pos_ref[: seam + 1])
+    assert np.abs(pos - pos_ref).max() < POSITION_TOL and np.abs(vel - vel_ref).max() < VELOCITY_TOL

@@ -82,6 +82,9 @@ class MdConfig:
     guard_action: str = "warn"
     # Threads per MPI rank for the pair style (None: the machine's cores shared out, as always).
     threads: int | None = None
+    # A finished run asked for more steps continues from its final restart file, appending to its
+    # trajectory (the precision planner extends runs this way); without it such a run is refused.
+    extend: bool = False
 
 
 @dataclass
@@ -369,10 +372,21 @@ def _run_one(
             f"{info['max_devi_f']:g} eV/Å > {info['devi_stop']:g}): the model is uncertain there; add data "
             "where the committee disagrees and retrain (superionic learn), or --overwrite to run it again"
         )
-    if (directory / "restart.final.lammps").exists() and not config.overwrite:
-        raise MdError(
-            f"{directory} holds a finished run; pass --overwrite to run it again or change --output"
+    final = directory / "restart.final.lammps"
+    if final.exists() and not config.overwrite:
+        done = (
+            json.loads((directory / "run.json").read_text()).get("steps")
+            if (directory / "run.json").exists()
+            else None
         )
+        if not (config.extend and done is not None and config.steps > int(done)):
+            raise MdError(
+                f"{directory} holds a finished run; pass --overwrite to run it again, --extend with more "
+                "--steps to continue it, or change --output"
+            )
+        # The final restart becomes the restart of its step, from which the longer run continues.
+        final.replace(directory / f"restart.{int(done)}.lammps")
+        restart = newest_restart(directory)
     if config.overwrite:
         for stale in [
             *directory.glob("restart.*.lammps"),
