@@ -83,8 +83,14 @@ class MdConfig:
     # Threads per MPI rank for the pair style (None: the machine's cores shared out, as always).
     threads: int | None = None
     # A finished run asked for more steps continues from its final restart file, appending to its
-    # trajectory (the precision planner extends runs this way); without it such a run is refused.
+    # trajectory, and one that has the steps asked for is reused as it is (the precision planner
+    # lengthens runs this way, and resumes after a kill); without it a finished run is refused.
     extend: bool = False
+    # Steps of particular temperatures (total, from 0), where they differ from ``steps``.
+    steps_by_temperature: dict[float, int] | None = None
+
+    def steps_for(self, temperature: float) -> int:
+        return int((self.steps_by_temperature or {}).get(temperature, self.steps))
 
 
 @dataclass
@@ -234,8 +240,12 @@ def run_md(
         raise MdError(
             f"charges: give one per element present ({', '.join(elements)}), got {len(config.charges)}"
         )
-    if config.steps <= config.eq_steps:
-        raise MdError(f"steps ({config.steps}) must exceed eq_steps ({config.eq_steps}): steps counts from 0")
+    for temperature in config.temperatures:
+        if config.steps_for(temperature) <= config.eq_steps:
+            raise MdError(
+                f"steps ({config.steps_for(temperature)}) must exceed eq_steps ({config.eq_steps}): steps "
+                "counts from 0"
+            )
     _check_committee(config, members)
     if config.guard_every < 0:
         raise MdError(f"--guard-every {config.guard_every}: must be >= 0 (steps between checks; 0 = off)")
@@ -379,7 +389,9 @@ def _run_one(
             if (directory / "run.json").exists()
             else None
         )
-        if not (config.extend and done is not None and config.steps > int(done)):
+        if config.extend and done is not None and config.steps_for(temperature) <= int(done):
+            return _finished_run(directory, temperature, int(done))
+        if not (config.extend and done is not None and config.steps_for(temperature) > int(done)):
             raise MdError(
                 f"{directory} holds a finished run; pass --overwrite to run it again, --extend with more "
                 "--steps to continue it, or change --output"
@@ -410,7 +422,7 @@ def _run_one(
         "temperature_K": temperature,
         "timestep_ps": config.timestep_ps,
         "eq_steps": config.eq_steps,
-        "steps": config.steps,
+        "steps": config.steps_for(temperature),
         "dump_every": config.dump_every,
         "elements": elements,
         "model": str(model_path),
@@ -424,7 +436,7 @@ def _run_one(
         "elements": " ".join(elements),
         "T": f"{temperature:g}",
         "eq_steps": str(config.eq_steps),
-        "steps": str(config.steps),
+        "steps": str(config.steps_for(temperature)),
         "dt": str(config.timestep_ps),
         "seed": str(config.seed),
         "dump_every": str(config.dump_every),
@@ -471,7 +483,7 @@ def _run_one(
         if len(words) != thermo_words or not words[0].isdigit():
             return
         if on_step:
-            on_step(temperature, int(words[0]), config.steps)
+            on_step(temperature, int(words[0]), config.steps_for(temperature))
         if follower is not None and on_devi:
             follower.update()
             if follower.latest is not None:
@@ -521,13 +533,30 @@ def _run_one(
         temperature_K=temperature,
         directory=str(directory),
         trajectory=str(trajectory),
-        steps=config.steps,
+        steps=config.steps_for(temperature),
         resumed_from_step=restart[1] if restart else None,
         wall_s=wall,
         atom_steps_per_s=len(atoms) * steps_run / loop_s if steps_run else 0.0,
         ns_per_day=steps_run * config.timestep_ps * 1e-3 / (loop_s / 86400.0) if steps_run else 0.0,
         committee=block,
         guard=guard,
+    )
+
+
+def _finished_run(directory: Path, temperature: float, steps: int) -> TemperatureRun:
+    """A finished run reused as it is (``extend``): what its run.json recorded, no new timing."""
+    info = json.loads((directory / "run.json").read_text())
+    return TemperatureRun(
+        temperature_K=temperature,
+        directory=str(directory),
+        trajectory=str(directory / "traj.h5"),
+        steps=steps,
+        resumed_from_step=steps,
+        wall_s=0.0,
+        atom_steps_per_s=0.0,
+        ns_per_day=0.0,
+        committee=info.get("committee"),
+        guard=info.get("guard"),
     )
 
 
