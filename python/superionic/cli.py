@@ -444,9 +444,9 @@ def _add_trajectory_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--floors",
-        type=Path,
-        help="what judges the framework (docs/guard.md): a model file with distance floors, or the "
-        "teacher's reference trajectory or labelled frames (default: the model superionic md ran)",
+        help="what judges the framework (docs/guard.md): a model file with distance floors, the "
+        "teacher's reference trajectory or labelled frames, or 'off' to skip the check (default: the "
+        "model superionic md ran)",
     )
     parser.add_argument("-o", "--output", default="runs/analysis")
 

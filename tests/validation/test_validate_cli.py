@@ -20,14 +20,10 @@ REFERENCE = REPO / "data" / "LGPS" / "reference_md_sevennet_1200K.extxyz.gz"
 SUMMARY = json.loads(REFERENCE.with_name("reference_md_sevennet_1200K.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small sprinter, 2 epochs on 40 LGPS frames: MD-stable, not accurate (the test is of the
-    command, not of the model)."""
-    work = tmp_path_factory.mktemp("tiny")
+def _sprinter(work: Path, frames: int, epochs: int) -> Path:
     config = config_from_dict(
         {
-            "data": {"train": [str(REPO / "data" / "LGPS" / "sevennet.extxyz.gz")], "max_frames": 40},
+            "data": {"train": [str(REPO / "data" / "LGPS" / "sevennet.extxyz.gz")], "max_frames": frames},
             "model": {
                 "cutoff": 5.0,
                 "hidden": [16, 16],
@@ -35,7 +31,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "angular_channels": 3,
                 "l_max": 2,
             },
-            "training": {"epochs": 2, "batch_size": 4, "lr": 0.003, "threads": 1},
+            "training": {"epochs": epochs, "batch_size": 4, "lr": 0.003, "threads": 1},
             "output": str(work / "train"),
         },
         "tiny",
@@ -45,6 +41,13 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = work / "tiny.pt"
     export_model(model, path, data_hash=payload["data_hash"])
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small sprinter, 20 epochs on 160 LGPS frames: its framework stays intact for 3 ps at 1200 K,
+    its transport is not accurate (the test is of the command, not of the model)."""
+    return _sprinter(tmp_path_factory.mktemp("tiny"), 160, 20)
 
 
 @pytest.mark.slow
@@ -78,7 +81,8 @@ def test_validate_short_model_run_against_the_1200K_reference(
     assert lags and max(lags) <= 2.5 / 3 + 1e-9
 
     quantities = {v["quantity"]: v for v in report["verdicts"]}
-    assert set(quantities) == {"D_Li", "MSD_Li", "RDF Li-S", "RDF Li-Li", "Ea"}
+    assert set(quantities) == {"D_Li", "MSD_Li", "RDF Li-S", "RDF Li-Li", "framework", "Ea"}
+    assert quantities["framework"]["outcome"] != "disagree"  # no frame below the reference's floors
     for verdict in quantities.values():
         assert verdict["outcome"] in ("agree", "disagree", "undetermined")
     assert quantities["Ea"]["label"] == "undetermined: needs ≥ 2 temperatures"  # one temperature only
@@ -108,6 +112,49 @@ def test_validate_short_model_run_against_the_1200K_reference(
     assert main([*args, "--equilibration-ps", "1.0", "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "other steps, eq_steps" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_model_that_breaks_the_framework_at_once_is_judged_on_that_alone(tmp_path: Path, capsys) -> None:
+    """2 epochs on 40 frames: LGPS's framework collapses within the first frames at 1200 K. validate
+    says so and compares nothing else; the breach it names is checked here with ASE's distances."""
+    from ase.io import read
+
+    model = _sprinter(tmp_path / "model", 40, 2)
+    out = tmp_path / "validate"
+    args = ["validate", str(model), "--reference", str(REFERENCE), "--production-ps", "2.5"]
+    assert main([*args, "--equilibration-ps", "0.5", "-o", str(out)]) == 0, capsys.readouterr().err
+    report = json.loads((out / "validation.json").read_text())
+    (temperature,) = report["temperatures"]
+    quantities = {v["quantity"]: v for v in temperature["verdicts"]}
+    assert set(quantities) == {"D_Li", "framework"}
+    assert quantities["framework"]["outcome"] == "disagree"
+    assert quantities["D_Li"]["outcome"] == "undetermined" and temperature["model"]["D_cm2_per_s"] is None
+    breach = temperature["framework"]["integrity"]["first_breach"]
+    assert "Li" not in breach["pair"].split("-")  # the mobile ion's own contacts are not judged
+
+    # Independently: the reference's closest approach of that pair and the model's at the frame named.
+    a, b = breach["pair"].split("-")
+
+    def closest(atoms) -> float:
+        symbols = np.array(atoms.get_chemical_symbols())
+        d = atoms.get_all_distances(mic=True)
+        block = d[np.ix_(symbols == a, symbols == b)]
+        return float(block[block > 1e-9].min())
+
+    reference_closest = min(closest(f) for f in read(REFERENCE, ":"))
+    assert breach["closest_A"] == pytest.approx(reference_closest, abs=1e-6)
+    assert breach["floor_A"] == pytest.approx(0.85 * reference_closest, abs=1e-6)
+    from ase import Atoms
+
+    from superionic.analysis.readers import open_trajectory
+
+    reader = open_trajectory(out / "md" / "T1200K" / "traj.h5")
+    k = breach["frame"]  # within the first block: the model broke at once
+    frame = next(iter(reader.blocks()))
+    atoms = Atoms(reader.header.symbols, positions=frame.positions[k], cell=frame.cells[k], pbc=True)
+    assert closest(atoms) == pytest.approx(breach["distance_A"], abs=1e-6)
+    assert breach["distance_A"] < breach["floor_A"]
 
 
 def test_model_trajectory_at_a_temperature_without_reference_is_one_line_error(

@@ -120,7 +120,7 @@ def analyze_trajectory(
     if temperature is None:
         raise TrajectoryError(f"{source}: temperature unknown; pass --temperature (K)")
     notes: list[str] = list(reader.header.notes)
-    integrity = intact_part(source, reader, floors, notes)
+    integrity = intact_part(source, reader, floors, notes, ion)
     if integrity is not None and not integrity.intact:
         reader = PrefixReader(reader, integrity.first_broken_frame or 0)
     ions = load_ion_positions(reader, ion)
@@ -203,11 +203,17 @@ def analyze_trajectory(
     return report
 
 
+FLOORS_OFF = "off"  # --floors off: the user has decided the framework need not be checked
+
+
 def intact_part(
-    source: Path, reader: Reader, floors: str | Path | None, notes: list[str]
+    source: Path, reader: Reader, floors: str | Path | None, notes: list[str], ion: str | None = None
 ) -> IntegrityReport | None:
     """The framework check of one trajectory, with what it means for the analysis in ``notes``;
     raises when no intact frames are left to analyse."""
+    if str(floors) == FLOORS_OFF:
+        notes.append("framework not checked (--floors off): D and σ are reported even if the framework broke")
+        return None
     known = floors_for(source, floors)
     if known is None:
         notes.append(
@@ -215,7 +221,7 @@ def intact_part(
             "superionic md with a model that carries them); pass --floors MODEL_OR_REFERENCE"
         )
         return None
-    report = check_integrity(reader, known)
+    report = check_integrity(reader, known, ion)
     if report.intact:
         return report
     first = report.first_broken_frame or 0

@@ -156,6 +156,7 @@ def _plot_transport(ax, points: Sequence[LearningCurvePoint]) -> None:
     first = points[0].transport
     assert first is not None
     frames = [p.frames for p in points]
+    plotted = 0
     for k, temperature in enumerate(first.temperatures_K):
         colour = f"C{k}"
         ref, ref_ci = first.reference_D_cm2_per_s[k], first.reference_D_ci95_cm2_per_s[k]
@@ -171,8 +172,22 @@ def _plot_transport(ax, points: Sequence[LearningCurvePoint]) -> None:
             ys.append(d / ref)
             lo.append((d - ci[0]) / ref)
             hi.append((ci[1] - d) / ref)
-        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o-", color=colour, capsize=3, label=f"{temperature:g} K")
+        if xs:
+            plotted += 1
+            ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o-", color=colour, capsize=3, label=f"{temperature:g} K")
     ax.axhline(1.0, color="k", lw=0.8)
+    if not plotted:
+        # Every size's run broke its framework or was not diffusive: say so instead of an empty axis.
+        ax.text(
+            0.5,
+            0.5,
+            "no size gave a D\n(see each size's validation.json)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+        ax.set_title("transport against the teacher's MD")
+        return
     ax.set_xscale("log")
     ax.set_xticks(frames, [str(f) for f in frames])
     ax.xaxis.set_minor_formatter(NullFormatter())

@@ -71,7 +71,7 @@ def run_summary(run: RunTransport) -> dict[str, Any]:
         "composition": run.composition,
         "volume_A3": run.volume_A3,
         "duration_ps": run.duration_ps,
-        "frame_interval_ps": float(run.times_ps[1] - run.times_ps[0]),
+        "frame_interval_ps": float(run.times_ps[1] - run.times_ps[0]) if run.times_ps.size > 1 else None,
         "window_rule": vars(run.rule),
         "D_cm2_per_s": d.diffusion_cm2_per_s if d else None,
         "D_ci95_cm2_per_s": list(d.ci95_cm2_per_s) if d else None,
@@ -86,6 +86,16 @@ def run_summary(run: RunTransport) -> dict[str, Any]:
 
 def _d_verdict(model: RunTransport, reference: RunTransport, settings: ValidationSettings) -> Verdict:
     quantity = f"D_{model.ion}"
+    if model.broken_at_once:
+        return Verdict(
+            quantity,
+            "undetermined",
+            "no D: the model's framework broke in its first frames",
+            model.not_diffusive or "",
+            None,
+            None,
+            "retrain with data where the framework broke (see framework)",
+        )
     missing = [r for r in (model, reference) if r.diffusion is None]
     if missing:
         parts, factors, noisy = [], [], 0
@@ -330,7 +340,11 @@ def _framework_verdict(
             "disagree",
             _breach_statistic(integrity),
             integrity.summary()
-            + f"; D, MSD and RDFs from the intact first {integrity.first_broken_time_ps:.3g} ps",
+            + (
+                "; no intact frames: nothing else compared"
+                if model.broken_at_once
+                else f"; D, MSD and RDFs from the intact first {integrity.first_broken_time_ps:.3g} ps"
+            ),
             None,
             None,
         )
@@ -385,10 +399,15 @@ def compare_temperature(
         if relative > 1e-3:
             notes.append(f"mean volumes differ by {100 * relative:.2g} %")
     verdicts = [_d_verdict(model, reference, settings)]
-    msd, lags = _msd_verdict(model, reference, settings)
-    verdicts.append(msd)
-    rdf_verdicts, rdf_tables = _rdf_verdicts(model, reference, settings)
-    verdicts += rdf_verdicts
+    if model.broken_at_once:
+        # No intact frame: nothing to compare but the breach itself.
+        lags: list[dict[str, Any]] = []
+        rdf_tables: dict[str, Any] = {}
+    else:
+        msd, lags = _msd_verdict(model, reference, settings)
+        verdicts.append(msd)
+        rdf_verdicts, rdf_tables = _rdf_verdicts(model, reference, settings)
+        verdicts += rdf_verdicts
     framework_verdict, framework = _framework_verdict(model, reference, settings)
     verdicts.append(framework_verdict)
     rdf_curves = {

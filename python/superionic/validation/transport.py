@@ -164,14 +164,11 @@ class RunTransport:
         reader = open_trajectory(path, type_names=type_names, timestep_ps=timestep_ps)
         integrity = None
         if floors is not None:
-            integrity = check_integrity(reader, floors)
+            integrity = check_integrity(reader, floors, ion)
             if not integrity.intact:
                 first = integrity.first_broken_frame or 0
                 if first < 2:
-                    raise ValidationError(
-                        f"{path}: {integrity.summary()}; no intact frames to compare: the model left its "
-                        "training data at once"
-                    )
+                    return cls._broken_at_once(label, path, temperature_K, ion, rule, reader, integrity)
                 reader = PrefixReader(reader, first)
         ions = load_ion_positions(reader, ion)
         try:
@@ -198,6 +195,46 @@ class RunTransport:
         if rdf is not None:
             run.rdfs = _rdfs(reader, rdf)  # a second pass over the same reader: all atoms, strided
         return run
+
+    @classmethod
+    def _broken_at_once(
+        cls,
+        label: str,
+        path: str | Path,
+        temperature_K: float,
+        ion: str,
+        rule: WindowRule | None,
+        reader,
+        integrity: IntegrityReport,
+    ) -> RunTransport:
+        """A run whose framework is broken in its first frames: nothing of it is measured (a D or an
+        RDF of a melted framework means nothing); the comparison reports the breach alone."""
+        symbols = np.array(reader.header.symbols)
+        n_ion = int((symbols == ion).sum())
+        return cls(
+            label=label,
+            source=str(path),
+            temperature_K=float(temperature_K),
+            ion=ion,
+            times_ps=np.zeros(1),
+            per_atom_msd_A2=np.zeros((n_ion, 1, 3)),
+            diffusion=None,
+            not_diffusive=_no_transport_note(integrity),
+            onset=None,
+            rule=rule or WindowRule(),
+            n_atoms=len(symbols),
+            composition={s: int((symbols == s).sum()) for s in sorted(set(symbols.tolist()))},
+            integrity=integrity,
+            closest_A=dict(integrity.closest_A),
+        )
+
+    @property
+    def broken_at_once(self) -> bool:
+        return self.integrity is not None and not self.integrity.intact and self.times_ps.size < 2
+
+
+def _no_transport_note(integrity: IntegrityReport) -> str:
+    return f"{integrity.summary()}; no intact frames: the model left its training data at once"
 
 
 def _rdfs(reader, settings: RdfSettings) -> dict[str, RdfResult]:
