@@ -19,6 +19,7 @@ test checks that what each stage records is what an independent computation on i
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -123,15 +124,23 @@ def test_learn_lyc_two_rounds_with_kills(tmp_path: Path) -> None:
     with h5py.File(trajectory, "r") as h5:  # the resumed trajectory has every frame once
         assert h5["particles/all/position/step"][()].tolist() == list(range(100, 401, 20))
 
-    # Frames added = the trajectory frames in the band, capped; read independently from LAMMPS's file.
+    # Frames added, read independently from LAMMPS's file: first the last two trajectory frames at or
+    # below hi before each excursion above hi (the onset of an excursion: docs/active_learning.md),
+    # then the frames in the band by largest deviation, capped.
     devi = _devi_file(md_dir / "model_devi.out")
     frame_steps = range(100, 401, 20)  # dump_every 20 from the end of equilibration to steps
-    in_band = sorted(s for s in frame_steps if s in devi and lo <= devi[s] <= hi)
+    series = sorted(s for s in devi if s >= 100)
+    crossings = [b for a, b in itertools.pairwise(series) if devi[a] <= hi < devi[b]]
+    onsets: list[int] = []
+    for crossing in crossings:
+        before = [s for s in frame_steps if s < crossing and devi.get(s, hi + 1) <= hi][-2:]
+        onsets += [s for s in before if s not in onsets]
+    in_band = sorted(s for s in frame_steps if s in devi and lo <= devi[s] <= hi and s not in onsets)
+    by_deviation = sorted(onsets, key=lambda s: (-devi[s], s)) + sorted(in_band, key=lambda s: (-devi[s], s))
     frames = read(labelled, ":")
-    assert len(frames) == min(cap, len(in_band)) == result.rounds[0]["frames_added"]
-    assert len(frames) >= 1, f"no frame in [{lo}, {hi}]: deviations {sorted(devi.values())}"
-    by_deviation = sorted(in_band, key=lambda s: (-devi[s], s))[:cap]
-    assert sorted(f.info["md_step"] for f in frames) == sorted(by_deviation)  # largest deviation first
+    assert len(frames) == min(cap, len(by_deviation)) == result.rounds[0]["frames_added"]
+    assert len(frames) >= 1, f"no frame to add: deviations {sorted(devi.values())}"
+    assert sorted(f.info["md_step"] for f in frames) == sorted(by_deviation[:cap])
 
     members = read_committee(round0 / "export" / "committee.json")
     for frame in frames:
