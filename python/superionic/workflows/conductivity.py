@@ -32,8 +32,12 @@ from typing import Any
 
 from superionic.validation.errors import ValidationError
 from superionic.workflows.conductivity_state import JobState, StateError
+from superionic.workflows.precision import PrecisionError, Targets, spaced_in_inverse
+from superionic.workflows.precision_run import GUARD_MARGIN
 
 STAGES = ("label", "train", "learn", "md", "analysis", "teacher", "report")
+# The labeller's MD reaches this factor above the highest production temperature (docs/guard.md).
+LABEL_MARGIN = 1.2
 KIND = "conductivity"
 # Fields that change how fast a job runs, not what it computes: a resumed job may change them.
 RESOURCES = ("workdir", "nprocs", "parallel", "threads", "device", "overwrite")
@@ -48,7 +52,8 @@ class ConductivityRequest:
     """Everything `superionic conductivity` is asked; every budget has a default fit for a real run."""
 
     structure: str
-    temperatures: list[float]
+    # Production temperatures; None: the precision planner chooses >= 5 in [t_min, t_max].
+    temperatures: list[float] | None = None
     labeller: str = "sevennet"
     workdir: str = "runs/conductivity"
     ion: str = "Li"
@@ -60,9 +65,22 @@ class ConductivityRequest:
     oxidation_states: dict[str, int] | None = None
     min_distance: float | None = None
     allow_small_cell: bool = False
+    # The production cell: the labelled cell repeated until it holds this many mobile ions.
+    min_ions: int = 100
+    # Planning (docs/precision.md): the range the planner picks temperatures in when -T is not
+    # given, the targets and the budgets.
+    t_min: float = 500.0
+    t_max: float = 1200.0
+    target_ea: float = 0.03  # eV: 95 % half-width of Ea
+    target_sigma: float = 3.0  # upper / lower of the 95 % interval of σ(300 K)
+    max_md_ns: float = 2.0  # per temperature
+    max_hours: float | None = None
+    pilot_ps: float = 40.0
     # 1. label
     frames: int = 300
-    label_temperatures: list[float] | None = None  # None: the MD temperatures
+    # None: evenly in 1/T from the lowest production temperature (or t_min, or half t_max) up to
+    # 1.2 × the highest, so the data reach past every temperature the student will see.
+    label_temperatures: list[float] | None = None
     strain_fraction: float = 0.25
     sample_every: int = 10
     label_eq_steps: int = 200
@@ -79,17 +97,18 @@ class ConductivityRequest:
     learn_steps: int = 20_000  # committee MD per temperature and round, equilibration included
     learn_eq_steps: int = 2_000  # a multiple of 5 × devi_every (learning saves frames at that interval)
     learn_epochs: int = 40  # fine-tuning epochs of each later round (warm start)
-    devi_lo: float = 0.05  # eV/Å: the band of frames worth labelling, and the "uncertain" line
-    devi_hi: float = 0.30
+    # eV/Å: the band of frames worth labelling, and the "uncertain" line; None: calibrated on the
+    # held-out labelled frames after training (docs/active_learning.md, "Calibrated band").
+    devi_lo: float | None = None
+    devi_hi: float | None = None
     target_fraction: float = 0.05  # learning stops when fewer frames than this are uncertain
-    # 4. md
-    md_steps: int = 50_000  # total per temperature, equilibration included
+    # 4. md (lengths come from the precision plan)
     md_eq_steps: int = 5_000
     timestep_fs: float = 2.0
     dump_every: int = 100
     devi_every: int = 10
-    # 6. teacher
-    teacher_steps: int = 10_000  # production steps of the labeller's MD at the highest temperature
+    # 6. teacher: its own MD at the highest production temperature and at one lower one
+    teacher_steps: int = 10_000  # production steps of each
     teacher_eq_steps: int = 1_000
     teacher_write_every: int = 25
     # 5./6. analysis and verdicts
@@ -107,8 +126,8 @@ class ConductivityRequest:
         positive_ints = {
             "frames": self.frames,
             "committee": self.committee,
-            "md_steps": self.md_steps,
             "dump_every": self.dump_every,
+            "min_ions": self.min_ions,
             "devi_every": self.devi_every,
             "teacher_steps": self.teacher_steps,
             "teacher_write_every": self.teacher_write_every,
@@ -123,18 +142,35 @@ class ConductivityRequest:
         for name, value in positive_ints.items():
             if value < 1:
                 raise ConductivityError(f"--{_flag(name)} {value}: must be >= 1, e.g. --{_flag(name)} 4")
-        if len(self.temperatures) < 1 or min(self.temperatures) <= 0:
-            raise ConductivityError(f"-T {self.temperatures}: give temperatures in K, e.g. -T 800 1000 1200")
-        if len(set(self.temperatures)) != len(self.temperatures):
-            raise ConductivityError(f"-T {self.temperatures}: a temperature is repeated; give each once")
+        if self.temperatures is not None:
+            given = list(self.temperatures)
+            if not given or min(given) <= 0:
+                raise ConductivityError(f"-T {given}: give temperatures in K, e.g. -T 700 800 900 1000 1100")
+            if len(given) < 2:
+                raise ConductivityError(
+                    f"-T {given[0]:g}: Ea and σ(300 K) need at least two temperatures (five for the "
+                    "precision targets), e.g. -T 700 800 900 1000 1100; or leave -T out to have them planned"
+                )
+            if len(set(given)) != len(given):
+                raise ConductivityError(f"-T {given}: a temperature is repeated; give each once")
+            if given != sorted(given):
+                raise ConductivityError(
+                    f"-T {' '.join(f'{t:g}' for t in given)}: give the temperatures in ascending order "
+                    f"(-T {' '.join(f'{t:g}' for t in sorted(given))}), so a typo is not taken for a plan"
+                )
+        if not 0 < self.t_min < self.t_max:
+            raise ConductivityError(
+                f"--t-min {self.t_min:g} --t-max {self.t_max:g}: need 0 < t-min < t-max (K)"
+            )
+        try:
+            Targets(self.target_ea, self.target_sigma, self.max_md_ns, self.max_hours).check()
+        except PrecisionError as err:
+            raise ConductivityError(str(err)) from err
+        if self.pilot_ps <= 0:
+            raise ConductivityError(f"--pilot-ps {self.pilot_ps:g}: must be > 0 ps, e.g. 40")
         if self.committee < 2:
             raise ConductivityError(
                 f"--committee {self.committee}: the deviation needs at least 2 members, e.g. --committee 4"
-            )
-        if self.md_steps <= self.md_eq_steps:
-            raise ConductivityError(
-                f"--md-steps {self.md_steps} must exceed --md-eq-steps {self.md_eq_steps} "
-                "(steps count from 0)"
             )
         if self.md_eq_steps < 0 or self.teacher_eq_steps < 0 or self.label_eq_steps < 0:
             raise ConductivityError("equilibration steps must be >= 0")
@@ -154,7 +190,9 @@ class ConductivityRequest:
                 f"--dump-every {self.dump_every} must be a multiple of --devi-every {self.devi_every}, so "
                 "that every saved frame has a deviation"
             )
-        if not 0 < self.devi_lo < self.devi_hi:
+        if (self.devi_lo is None) != (self.devi_hi is None):
+            raise ConductivityError("--devi-band needs both LO and HI, or neither (calibrated)")
+        if self.devi_lo is not None and self.devi_hi is not None and not 0 < self.devi_lo < self.devi_hi:
             raise ConductivityError(
                 f"--devi-band {self.devi_lo} {self.devi_hi}: need 0 < lo < hi (eV/Å), e.g. 0.05 0.30"
             )
@@ -183,8 +221,22 @@ class ConductivityRequest:
         return body
 
     @property
-    def hottest(self) -> float:
-        return max(self.temperatures)
+    def targets(self) -> Targets:
+        return Targets(self.target_ea, self.target_sigma, self.max_md_ns, self.max_hours)
+
+    def label_plan(self) -> list[float]:
+        """The labeller's MD temperatures: given, or 4 evenly in 1/T up to 1.2 × the highest."""
+        if self.label_temperatures:
+            return list(self.label_temperatures)
+        high = max(self.temperatures) if self.temperatures else self.t_max
+        low = min(self.temperatures) if self.temperatures else max(self.t_min, 0.5 * self.t_max)
+        return sorted(spaced_in_inverse(low, LABEL_MARGIN * high, 4))
+
+    def learn_plan(self) -> list[float]:
+        """Active learning's committee MD: 3 temperatures evenly in 1/T up to 1.1 × the highest."""
+        high = max(self.temperatures) if self.temperatures else self.t_max
+        low = min(self.temperatures) if self.temperatures else max(self.t_min, 0.6 * self.t_max)
+        return sorted(spaced_in_inverse(low, GUARD_MARGIN * high, 3))
 
 
 def _flag(name: str) -> str:

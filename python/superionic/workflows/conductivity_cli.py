@@ -24,7 +24,7 @@ TITLES = {
 def _request(args: argparse.Namespace) -> ConductivityRequest:
     return ConductivityRequest(
         structure=args.structure,
-        temperatures=list(args.temperatures),
+        temperatures=list(args.temperatures) if args.temperatures else None,
         labeller=args.labeller,
         workdir=str(args.workdir),
         ion=args.ion,
@@ -35,6 +35,14 @@ def _request(args: argparse.Namespace) -> ConductivityRequest:
         oxidation_states=args.oxidation_states,
         min_distance=args.min_distance,
         allow_small_cell=args.allow_small_cell,
+        min_ions=args.min_ions,
+        t_min=args.t_min,
+        t_max=args.t_max,
+        target_ea=args.target_ea,
+        target_sigma=args.target_sigma,
+        max_md_ns=args.max_md_ns,
+        max_hours=args.max_hours,
+        pilot_ps=args.pilot_ps,
         frames=args.frames,
         label_temperatures=args.label_temperatures,
         strain_fraction=args.strain_fraction,
@@ -51,10 +59,9 @@ def _request(args: argparse.Namespace) -> ConductivityRequest:
         learn_steps=args.learn_steps,
         learn_eq_steps=args.learn_eq_steps,
         learn_epochs=args.learn_epochs,
-        devi_lo=args.devi_band[0],
-        devi_hi=args.devi_band[1],
+        devi_lo=args.devi_band[0] if args.devi_band else None,
+        devi_hi=args.devi_band[1] if args.devi_band else None,
         target_fraction=args.target_fraction,
-        md_steps=args.md_steps,
         md_eq_steps=args.md_eq_steps,
         timestep_fs=args.timestep,
         dump_every=args.dump_every,
@@ -119,6 +126,17 @@ def cmd_conductivity(args: argparse.Namespace) -> int:
         )
     else:
         print(f"σ(300 K), Ea not determined: {r['arrhenius_note']}")
+    p = r["precision"]
+    ea = f"± {p['ea_half_width_eV']:.3f} eV" if p["ea_half_width_eV"] is not None else "not determined"
+    factor = f"factor {p['sigma_factor']:.3g}" if p["sigma_factor"] is not None else "not determined"
+    print(
+        f"precision: Ea {ea} (target ± {p['ea_target_eV']:g}, {'met' if p['ea_met'] else 'not met'}), "
+        f"σ(300 K) {factor} (target {p['sigma_target']:g}, {'met' if p['sigma_met'] else 'not met'})"
+        + (f"; {p['advice']}" if p.get("advice") else "")
+    )
+    for m in r.get("experiment", []):
+        ea = f", Ea {m['ea_eV']:g} eV" if m.get("ea_eV") is not None else ""
+        print(f"experiment ({m['material']}): {m['sigma_mS_per_cm']:g} mS/cm{ea} (doi {m['doi']})")
     for row in r["temperatures"]:
         if row["diffusive"]:
             lo, hi = row["D_ci95_cm2_per_s"]
@@ -151,7 +169,13 @@ def add_conductivity_command(subparsers: argparse._SubParsersAction) -> argparse
     p.add_argument(
         "structure", help="a CIF (partial occupancies are ordered), POSCAR, extxyz, or LGPS/LLZO/LYC"
     )
-    p.add_argument("-T", "--temperatures", type=float, nargs="+", required=True, help="MD temperatures, K")
+    p.add_argument(
+        "-T",
+        "--temperatures",
+        type=float,
+        nargs="+",
+        help="production temperatures, K, ascending (default: the planner picks >= 5 in --t-min..--t-max)",
+    )
     p.add_argument("--labeller", choices=LABELLERS, default="sevennet", help="the teacher (default sevennet)")
     p.add_argument(
         "--workdir", type=Path, default=Path("runs/conductivity"), help="all stages and the report"
@@ -164,9 +188,30 @@ def add_conductivity_command(subparsers: argparse._SubParsersAction) -> argparse
     cell = p.add_argument_group("cell (one for every stage; default: the smallest >= 2 × cutoff wide)")
     add_structure_options(cell)
     cell.add_argument("--allow-small-cell", action="store_true", help="keep a cell narrower than 2 × cutoff")
+    cell.add_argument(
+        "--min-ions", type=int, default=100, help="mobile ions in the production cell (default 100)"
+    )
+    g = p.add_argument_group("precision (docs/precision.md)")
+    g.add_argument("--target-ea", type=float, default=0.03, help="95 %% half-width of Ea, eV (default 0.03)")
+    g.add_argument(
+        "--target-sigma",
+        type=float,
+        default=3.0,
+        help="upper/lower of the 95 %% interval of σ(300 K) (default 3)",
+    )
+    g.add_argument("--max-md-ns", type=float, default=2.0, help="MD budget per temperature, ns (default 2)")
+    g.add_argument("--max-hours", type=float, help="wall-clock budget of the production MD, hours")
+    g.add_argument("--t-min", type=float, default=500.0, help="lowest temperature the planner may pick, K")
+    g.add_argument("--t-max", type=float, default=1200.0, help="highest temperature the planner may pick, K")
+    g.add_argument("--pilot-ps", type=float, default=40.0, help="length of each pilot run, ps")
     g = p.add_argument_group("1. labelling")
     g.add_argument("--frames", type=int, default=300, help="labelled frames (default 300)")
-    g.add_argument("--label-temperatures", type=float, nargs="+", help="labeller MD, K (default: -T)")
+    g.add_argument(
+        "--label-temperatures",
+        type=float,
+        nargs="+",
+        help="labeller MD, K (default: 4 evenly in 1/T up to 1.2 × the highest production temperature)",
+    )
     g.add_argument("--strain-fraction", type=float, default=0.25, help="share of strained, rattled frames")
     g.add_argument("--sample-every", type=int, default=10, help="labeller MD steps between frames")
     g.add_argument("--label-eq-steps", type=int, default=200, help="labeller MD equilibration steps")
@@ -186,18 +231,20 @@ def add_conductivity_command(subparsers: argparse._SubParsersAction) -> argparse
     g.add_argument("--learn-eq-steps", type=int, default=2_000, help="of which equilibration")
     g.add_argument("--learn-epochs", type=int, default=40, help="fine-tuning epochs per later round")
     g.add_argument(
-        "--devi-band", type=_band, nargs=2, default=[0.05, 0.30], metavar=("LO", "HI"),
-        help="eV/Å: frames in [LO, HI] are labelled; above LO counts as uncertain (default 0.05 0.30)",
+        "--devi-band", type=_band, nargs=2, metavar=("LO", "HI"),
+        help="eV/Å: frames in [LO, HI] are labelled; above LO counts as uncertain (default: calibrated "
+        "on held-out labelled frames)",
     )  # fmt: skip
     g.add_argument("--target-fraction", type=float, default=0.05, help="uncertain share that is acceptable")
     g = p.add_argument_group("4. production MD")
-    g.add_argument("--md-steps", type=int, default=50_000, help="steps per T, equilibration included")
     g.add_argument("--md-eq-steps", type=int, default=5_000, help="equilibration steps, not analysed")
     g.add_argument("--timestep", type=float, default=2.0, help="fs (every MD of the job)")
     g.add_argument("--dump-every", type=int, default=100, help="steps between trajectory frames")
     g.add_argument("--devi-every", type=int, default=10, help="steps between committee deviations")
     g = p.add_argument_group("5./6. analysis and teacher check")
-    g.add_argument("--teacher-steps", type=int, default=10_000, help="teacher MD production steps at max T")
+    g.add_argument(
+        "--teacher-steps", type=int, default=10_000, help="teacher MD production steps, each of 2 T"
+    )
     g.add_argument("--teacher-eq-steps", type=int, default=1_000, help="teacher MD equilibration steps")
     g.add_argument("--teacher-write-every", type=int, default=25, help="teacher MD steps between frames")
     g.add_argument("--slope-tolerance", type=float, default=0.2, help="window rule: log-log slope 1 ± this")

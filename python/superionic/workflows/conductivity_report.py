@@ -17,8 +17,11 @@ from typing import Any
 
 import superionic
 from superionic.analysis.diffusion import WindowRule
+from superionic.validation.experiments import matching
 from superionic.workflows.conductivity import ConductivityError, Job
+from superionic.workflows.conductivity_stages import band_of
 from superionic.workflows.conductivity_state import write_json_atomic
+from superionic.workflows.precision_run import GUARD_MARGIN
 
 REPORT_JSON = "conductivity.json"
 REPORT_PNG = "conductivity.png"
@@ -54,14 +57,20 @@ def _temperature_rows(job: Job) -> list[dict[str, Any]]:
                 fit_window_ps=list(d["window_ps"]),
                 sigma_NE_S_per_cm=ne["conductivity_S_per_cm"],
                 sigma_NE_ci95_S_per_cm=list(ne["ci95_S_per_cm"]),
+                sigma_NE_stderr_S_per_cm=ne["stderr_S_per_cm"],
                 n_ions=transport["n_ions"],
                 volume_A3=transport["volume_A3"],
                 charge_e=transport["charge_e"],
                 duration_ps=transport["duration_ps"],
                 transport_json=analysis["transport"][key],
+                integrity=transport.get("integrity"),
             )
         else:
-            row.update(diffusive=False, not_diffusive=analysis["not_diffusive"].get(key))
+            row.update(
+                diffusive=False,
+                not_diffusive=analysis["not_diffusive"].get(key),
+                integrity=analysis.get("framework", {}).get(key),
+            )
         row["msd_curve"] = analysis["msd_curves"].get(key)
         row["committee"] = run.get("committee")
         row["deviation"] = run.get("deviation")
@@ -75,9 +84,11 @@ def _deviation(job: Job, rows: list[dict[str, Any]]) -> dict[str, Any]:
     per_t = {f"{r['temperature_K']:g}": r["deviation"] for r in rows if r.get("deviation")}
     fractions = [d["uncertain_fraction"] for d in per_t.values() if d.get("uncertain_fraction") is not None]
     largest = [d["max_devi_f_max"] for d in per_t.values() if d.get("max_devi_f_max") is not None]
+    band = band_of(job)
     return {
-        "threshold_eV_per_A": request.devi_lo,
-        "band_eV_per_A": [request.devi_lo, request.devi_hi],
+        "threshold_eV_per_A": band.lo,
+        "band_eV_per_A": [band.lo, band.hi],
+        "band_calibrated": request.devi_lo is None,
         "target_fraction": request.target_fraction,
         "definition": "production deviation steps (step >= --md-eq-steps) with max_devi_f above the "
         "threshold, every --devi-every steps; member 0 drives the dynamics",
@@ -88,26 +99,47 @@ def _deviation(job: Job, rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+_RUN_KEYS = ("D_cm2_per_s", "D_ci95_cm2_per_s", "duration_ps", "D_not_determined", "n_atoms")
+
+
 def _teacher(job: Job) -> dict[str, Any]:
+    """The teacher checks: per temperature the model's and the teacher's D on the teacher's cell
+    and the verdicts, and Ea of both over those temperatures (not the production Ea)."""
     outputs = job.state.outputs("teacher")
     validation = _load(job, outputs["validation"])
     assert validation is not None
-    t = validation["temperatures"][0]
+    checks = []
+    for t in validation["temperatures"]:
+        checks.append(
+            {
+                "temperature_K": t["temperature_K"],
+                "model": {k: t["model"].get(k) for k in _RUN_KEYS},
+                "reference_run": {k: t["reference"].get(k) for k in _RUN_KEYS},
+                "verdicts": [v for v in validation["verdicts"] if v["temperature_K"] == t["temperature_K"]],
+                "msd_curve": outputs["msd_curves"].get(f"{t['temperature_K']:g}"),
+                "notes": t.get("notes", []),
+            }
+        )
+    ea = validation["activation_energy"]
     return {
-        "temperature_K": t["temperature_K"],
-        "reference": outputs["reference"],
+        "temperatures_K": [c["temperature_K"] for c in checks],
+        "checks": checks,
+        "single_reason": outputs.get("single_reason"),
+        "references": outputs["references"],
         "validation": outputs["validation"],
-        "model": {
-            k: t["model"].get(k)
-            for k in ("D_cm2_per_s", "D_ci95_cm2_per_s", "duration_ps", "D_not_determined")
-        },
-        "reference_run": {
-            k: t["reference"].get(k)
-            for k in ("D_cm2_per_s", "D_ci95_cm2_per_s", "duration_ps", "D_not_determined")
-        },
-        "verdicts": [v for v in validation["verdicts"] if v["temperature_K"] is not None],
-        "msd_curve": outputs.get("msd_curve"),
-        "notes": validation.get("notes", []) + t.get("notes", []),
+        # Ea of the model and of the teacher over the teacher-checked temperatures only.
+        "ea_over_checked": {
+            k: ea.get(k)
+            for k in (
+                "temperatures_K",
+                "model_Ea_eV",
+                "model_Ea_ci95_eV",
+                "reference_Ea_eV",
+                "reference_Ea_ci95_eV",
+            )
+        }
+        | {"verdict": ea["verdict"]["label"]},
+        "notes": validation.get("notes", []),
     }
 
 
@@ -122,7 +154,8 @@ def _frames_factor(message: str, frames: int) -> float:
 
 
 def _undetermined_reason(verdict: dict[str, Any], teacher: dict[str, Any], job: Job) -> str:
-    """An undetermined teacher verdict in words, with the budget to raise and by how much."""
+    """An undetermined teacher verdict in words, with the budget to raise and by how much
+    (``teacher`` is one teacher check)."""
     request = job.request
     t = teacher["temperature_K"]
     quantity = verdict["quantity"]
@@ -136,15 +169,17 @@ def _undetermined_reason(verdict: dict[str, Any], teacher: dict[str, Any], job: 
         stuck.append(("teacher", k, f"--teacher-steps {math.ceil(k * request.teacher_steps)}"))
     message = teacher["model"].get("D_not_determined")
     if message:
-        production = request.md_steps - request.md_eq_steps
-        k = max(factor or 1.0, _frames_factor(message, production // request.dump_every + 1))
-        stuck.append(("model", k, f"--md-steps {request.md_eq_steps + math.ceil(k * production)}"))
+        # The model's run on the teacher's cell follows the teacher's protocol and length.
+        frames = request.teacher_steps // request.teacher_write_every + 1
+        k = max(factor or 1.0, _frames_factor(message, frames))
+        stuck.append(("model", k, f"--teacher-steps {math.ceil(k * request.teacher_steps)}"))
     runs = " and ".join(f"{who} run" for who, _, _ in stuck)
     if stuck and max(k for _, k, _ in stuck) > 1.0:
         longest = max(k for _, k, _ in stuck)
-        budgets = ", ".join(flag for _, _, flag in stuck)
-        return (
-            f"{quantity} at {t:g} K undetermined: {runs} not diffusive, run {longest:.2g}× longer ({budgets})"
+        # Both runs follow the teacher's protocol: one length serves both.
+        budget = f"--teacher-steps {math.ceil(longest * request.teacher_steps)}"
+        return f"{quantity} at {t:g} K undetermined: {runs} not diffusive, run {longest:.2g}× longer " + (
+            f"({budget})"
         )
     if stuck:
         advice = verdict["label"].removeprefix("undetermined: ")
@@ -179,25 +214,41 @@ def verdict(
     bad: list[str] = []
     open_: list[str] = []
     good: list[str] = []
-    t = teacher["temperature_K"]
-    for v in teacher["verdicts"]:
-        if not v["quantity"].startswith(DECISIVE):
-            continue
-        if v["outcome"] == "disagree":
-            bad.append(
-                f"the model's {_name(v['quantity'])} at {t:g} K disagrees with the teacher ({_why(v)})"
-            )
-        elif v["outcome"] == "undetermined" and not v["quantity"].startswith("RDF "):
-            open_.append(_undetermined_reason(v, teacher, job))
-        elif v["outcome"] == "agree" and v["quantity"].startswith("D_"):
-            good.append(f"D at {t:g} K agrees with the teacher ({v['statistic']})")
+    for check in teacher["checks"]:
+        t = check["temperature_K"]
+        for v in check["verdicts"]:
+            if not v["quantity"].startswith(DECISIVE):
+                continue
+            if v["outcome"] == "disagree":
+                bad.append(
+                    f"the model's {_name(v['quantity'])} at {t:g} K disagrees with the teacher ({_why(v)})"
+                )
+            elif v["outcome"] == "undetermined" and not v["quantity"].startswith("RDF "):
+                open_.append(_undetermined_reason(v, check, job))
+            elif v["outcome"] == "agree" and v["quantity"].startswith("D_"):
+                good.append(f"D at {t:g} K agrees with the teacher ({v['statistic']})")
+    if len(teacher["checks"]) < 2:
+        open_.append(
+            "the teacher was checked at one temperature only; trust needs two"
+            + (f" ({teacher['single_reason']})" if teacher.get("single_reason") else "")
+        )
+    precision = job.state.outputs("md")["targets"]
+    if precision.get("framework_broke_above"):
+        bad.append(
+            f"the framework broke in the pilot at {GUARD_MARGIN:g} × the highest temperature "
+            "(docs/guard.md): the model is at the edge of its data there"
+        )
+    for r in rows:
+        integrity = r.get("integrity") or {}
+        if integrity and not integrity.get("intact", True):
+            bad.append(f"the framework broke at {r['temperature_K']:g} K: {integrity.get('summary')}")
     for key, d in deviation["per_temperature"].items():
         fraction = d.get("uncertain_fraction")
         if fraction is not None and fraction > request.target_fraction:
             bad.append(
                 f"the committee is uncertain at {key} K: {100 * fraction:.3g} % of production deviation "
-                f"steps above {request.devi_lo:g} eV/Å (target ≤ {100 * request.target_fraction:g} %): "
-                "the MD left the data"
+                f"steps above {deviation['threshold_eV_per_A']:.3g} eV/Å (target ≤ "
+                f"{100 * request.target_fraction:g} %): the MD left the data"
             )
     for r in rows:
         stopped = (r.get("committee") or {}).get("stopped_at_step")
@@ -211,13 +262,11 @@ def verdict(
     if arrhenius is None:
         open_.append(
             f"only {len(diffusive)} of {len(rows)} temperatures diffusive: Ea and σ(300 K) need two; "
-            f"raise --md-steps (now {request.md_steps}) or the temperatures"
+            f"raise --max-md-ns (now {request.max_md_ns:g}) or the temperatures"
         )
     for r in rows:
         if not r["diffusive"] and arrhenius is not None:
             good.append(f"{r['temperature_K']:g} K not diffusive, left out of the Arrhenius fit")
-    if len(request.temperatures) >= 2 and arrhenius is not None:
-        good.append(f"Ea rests on the model alone (teacher checked at {t:g} K only)")
     if bad:
         status = "not trusted"
         reasons = bad + open_
@@ -247,14 +296,21 @@ def report(job: Job) -> dict[str, Any]:
     deviation = _deviation(job, rows)
     teacher = _teacher(job)
     analysis = job.state.outputs("analysis")
+    md = job.state.outputs("md")
     arrhenius = _load(job, analysis.get("arrhenius"))
+    formula = _load(job, label["summary"]).get("formula") or label["formula"]
+    measured = matching(formula)
     summary = {
         "structure": request.structure,
-        "formula": _load(job, label["summary"]).get("formula") or label["formula"],
+        "formula": formula,
+        # Measured values for this composition, shown beside the prediction: experiment, not a check.
+        "experiment": [m.to_dict() for m in measured],
         "atoms": label["atoms"],
         "ion": request.ion,
         "labeller": request.labeller,
-        "temperatures_K": list(request.temperatures),
+        "temperatures_K": sorted(md["plan"]["temperatures_K"]),
+        "production_atoms": md["atoms"],
+        "precision": md["targets"] | {"plan": md["plan"], "notes": md.get("notes", [])},
         "conductivity_300K_S_per_cm": arrhenius["conductivity_300K_S_per_cm"] if arrhenius else None,
         "conductivity_300K_ci95_S_per_cm": list(arrhenius["conductivity_300K_ci95_S_per_cm"])
         if arrhenius

@@ -8,7 +8,6 @@ reopens the stage), a one-line ``line`` for the progress display, and the number
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from superionic.data.materials import build_cell
 from superionic.data.ordering import OrderingReport, perpendicular_widths
 from superionic.export import export_committee
 from superionic.md.committee import read_committee, read_devi_file
-from superionic.md.driver import DEVI_FILE, DeviProgress, MdConfig, run_md
+from superionic.md.driver import DEVI_FILE, MdConfig
 from superionic.train.committee import MemberProgress, train_committee
 from superionic.train.config import ConfigError, TrainConfig, config_from_dict, parse_yaml
 from superionic.workflows.conductivity import ConductivityError, ConductivityRequest, Job
@@ -126,7 +125,7 @@ def label(job: Job) -> dict[str, Any]:
         material=request.structure,
         labeller=request.labeller,
         frames=request.frames,
-        temperatures=tuple(request.label_temperatures or request.temperatures),
+        temperatures=tuple(request.label_plan()),
         strain_fraction=request.strain_fraction,
         sample_every=request.sample_every,
         equilibration_steps=request.label_eq_steps,
@@ -158,7 +157,46 @@ def label(job: Job) -> dict[str, Any]:
     }
 
 
-def _train_config(job: Job, frames: Path) -> TrainConfig:
+CALIBRATION = "train/calibration.extxyz"
+TRAINING = "train/training.extxyz"
+
+
+def split_frames(job: Job) -> tuple[Path, Path]:
+    """The labelled frames split (seeded) into the committee's training frames and the held-out
+    calibration frames: every member validates on them and none trains on them, so the
+    committee's spread there calibrates the deviation band (workflows.band)."""
+    import numpy as np
+    from ase.io import read
+
+    training, calibration = job.path(TRAINING), job.path(CALIBRATION)
+    if training.exists() and calibration.exists():
+        return training, calibration
+    frames = read(job.path(job.state.outputs("label")["frames"]), ":")
+    order = np.random.default_rng(job.request.seed).permutation(len(frames))
+    held = max(5, round(job.request.val_fraction * len(frames)))
+    if len(frames) - held < 5:
+        raise ConductivityError(
+            f"{len(frames)} labelled frames: too few to hold out {held} for calibration and train on the "
+            "rest; raise --frames"
+        )
+    calibration.parent.mkdir(parents=True, exist_ok=True)
+    keep = sorted(order[held:].tolist())
+    aside = sorted(order[:held].tolist())
+    write_atomic(calibration, lambda tmp: write(tmp, [frames[k] for k in aside], format="extxyz"))
+    write_atomic(training, lambda tmp: write(tmp, [frames[k] for k in keep], format="extxyz"))
+    return training, calibration
+
+
+def band_of(job: Job) -> Band:
+    """The deviation band: --devi-band when given, else the one calibrated after training."""
+    request = job.request
+    if request.devi_lo is not None and request.devi_hi is not None:
+        return Band(request.devi_lo, request.devi_hi)
+    calibrated = job.state.outputs("train")["band"]
+    return Band(calibrated["lo"], calibrated["hi"])
+
+
+def _train_config(job: Job, frames: Path, calibration: Path | None = None) -> TrainConfig:
     request = job.request
     model, training = train_sections(request)
     model = {"kind": "sprinter", **model, "cutoff": model_cutoff(request)}
@@ -168,8 +206,11 @@ def _train_config(job: Job, frames: Path) -> TrainConfig:
         training["max_minutes"] = request.train_minutes
     if request.threads is not None:
         training["threads"] = request.threads
+    data: dict[str, Any] = {"train": [str(frames.resolve())], "val_fraction": request.val_fraction}
+    if calibration is not None:
+        data["val"] = [str(calibration.resolve())]
     raw = {
-        "data": {"train": [str(frames.resolve())], "val_fraction": request.val_fraction},
+        "data": data,
         "model": model,
         "training": training,
         "output": str(job.path("train").resolve()),
@@ -179,8 +220,13 @@ def _train_config(job: Job, frames: Path) -> TrainConfig:
 
 
 def train(job: Job) -> dict[str, Any]:
+    from ase.io import read
+
+    from superionic.workflows.band import calibrate_band
+
     request = job.request
-    config = _train_config(job, job.path(job.state.outputs("label")["frames"]))
+    training, calibration = split_frames(job)
+    config = _train_config(job, training, calibration)
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     # The config as trained, for active learning's retraining and for the user.
@@ -199,13 +245,21 @@ def train(job: Job) -> dict[str, Any]:
     result = train_committee(config, request.committee, resume=started, on_progress=show)
     exported = export_committee(result.manifest, output / "model")
     rmse = result.val_force_rmse
+    job.progress("train", None, None, "calibrating the deviation band on the held-out frames")
+    band = calibrate_band(read_committee(exported), read(calibration, ":"))
     return {
-        "files": [job.relative(result.manifest), job.relative(exported)],
+        "files": [job.relative(result.manifest), job.relative(exported), TRAINING, CALIBRATION],
+        "band": band.to_dict(),
         "config": job.relative(output / "config.yaml"),
         "train_manifest": job.relative(result.manifest),
         "committee": job.relative(exported),
         "val_force_rmse_eV_per_A": rmse,
-        "line": f"{len(rmse)} members, validation force RMSE {min(rmse):.3f}–{max(rmse):.3f} eV/Å",
+        "line": f"{len(rmse)} members, validation force RMSE {min(rmse):.3f}–{max(rmse):.3f} eV/Å; "
+        + (
+            f"deviation band {band.lo:.3f}–{band.hi:.3f} eV/Å (calibrated)"
+            if request.devi_lo is None
+            else f"calibrated band {band.lo:.3f}–{band.hi:.3f} eV/Å not used (--devi-band given)"
+        ),
     }
 
 
@@ -229,12 +283,12 @@ def learn(job: Job) -> dict[str, Any]:
         training=str(job.path(trained["config"])),
         committee=str(job.path(trained["train_manifest"])),
         members=request.committee,
-        temperatures=list(request.temperatures),
+        temperatures=request.learn_plan(),
         labeller=request.labeller,
         device=request.device,
         rounds=request.learn_rounds + 1,
-        lo=request.devi_lo,
-        hi=request.devi_hi,
+        lo=band_of(job).lo,
+        hi=band_of(job).hi,
         target_fraction=request.target_fraction,
         max_frames=request.learn_frames,
         ion=request.ion,
@@ -285,71 +339,124 @@ def current_committee(job: Job) -> Path:
     return job.path(learned or job.state.outputs("train")["committee"])
 
 
-def _finished(directory: Path) -> bool:
-    return all((directory / name).exists() for name in ("restart.final.lammps", "traj.h5", "run.json"))
+PRODUCTION_CELL = "md/production_cell.extxyz"
+
+
+def production_repeats(cell, ion_count: int, min_ions: int) -> tuple[int, int, int]:
+    """The smallest repeat of the labelled cell holding >= ``min_ions`` mobile ions: fewest atoms
+    first, then the most even perpendicular widths (the cell closest to a cube)."""
+    import itertools
+
+    import numpy as np
+
+    widths = perpendicular_widths(np.asarray(cell))
+    best = None
+    for repeat in itertools.product(range(1, 7), repeat=3):
+        n = repeat[0] * repeat[1] * repeat[2]
+        if ion_count * n < min_ions:
+            continue
+        w = widths * np.array(repeat)
+        key = (n, float(w.max() / w.min()))
+        if best is None or key < best[0]:
+            best = (key, repeat)
+    if best is None:
+        raise ConductivityError(
+            f"--min-ions {min_ions}: more than a 6x6x6 repeat of the cell would be needed"
+        )
+    return best[1]
+
+
+def production_cell(job: Job) -> Path:
+    """The labelled cell (same ordering) repeated until it holds --min-ions mobile ions."""
+    request = job.request
+    atoms, _, _ = ordered_cell(job)
+    ions = sum(1 for s in atoms.get_chemical_symbols() if s == request.ion)
+    repeat = production_repeats(atoms.cell.array, ions, request.min_ions)
+    target = job.path(PRODUCTION_CELL)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    big = atoms.repeat(repeat)
+    big.info.clear()
+    write_atomic(target, lambda tmp: write(tmp, big, format="extxyz"))
+    job.cache["production_repeat"] = repeat
+    return target
 
 
 def production_md(job: Job) -> dict[str, Any]:
+    """Production MD planned for the precision targets (workflows.precision_run) on the production
+    cell, member 0 driving and the committee's deviation recorded, the guard on."""
+    from superionic.workflows.precision_run import PrecisionRequest, run_to_precision
+
     request = job.request
     committee = current_committee(job)
     members = read_committee(committee)
-    output = job.path("md")
-    output.mkdir(parents=True, exist_ok=True)
-    todo = []
-    for temperature in request.temperatures:
-        directory = output / f"T{temperature:g}K"
-        if _finished(directory):
-            continue
-        if (directory / "restart.final.lammps").exists():
-            shutil.rmtree(directory)  # finished once, but its trajectory is gone: run it again
-        todo.append(temperature)
-    settings = MdConfig(
-        structure=str(job.path(STRUCTURE)),
+    structure = production_cell(job)
+    band = band_of(job)
+    md = MdConfig(
+        structure=str(structure),
         model=str(committee),  # the exported committee: member 0 drives, all K give the deviation
-        temperatures=todo,
-        steps=request.md_steps,
+        temperatures=[request.t_max],
+        steps=request.md_eq_steps + request.dump_every,
         eq_steps=request.md_eq_steps,
         timestep_ps=request.timestep_fs / 1000.0,
         dump_every=request.dump_every,
-        restart_every=max(request.dump_every, request.md_steps // 10),
+        restart_every=max(request.dump_every, 5000),
         nprocs=request.nprocs,
-        parallel=min(request.parallel, max(1, len(todo))),
+        parallel=request.parallel,
         seed=4928459 + request.seed,
-        output=str(output),
-        # The preflight checked the width (or the user allowed a small cell): same cell as the teacher.
-        allow_small_cell=True,
+        output=str(job.path("md")),
+        allow_small_cell=True,  # the labelled cell passed the preflight; a repeat of it is wider
         devi_every=request.devi_every,
-        devi_threshold=request.devi_lo,
+        devi_threshold=band.lo,
+        threads=request.threads,
     )
-    steps: dict[float, int] = {t: 0 for t in todo}
     start = time.perf_counter()
-
-    latest: dict[float, float] = {}
-
-    def on_step(temperature: float, step: int, total: int) -> None:
-        steps[temperature] = step
-        text = ", ".join(f"{t:g} K {s}/{total}" for t, s in steps.items())
-        if latest:
-            text += f"; max deviation now {max(latest.values()):.3f} eV/Å"
-        job.progress("md", sum(steps.values()), total * len(steps), text)
-
-    def on_devi(temperature: float, p: DeviProgress) -> None:
-        latest[temperature] = p.latest_max_devi_f
-
-    if todo:
-        run_md(settings, on_step=on_step, on_devi=on_devi)
-    runs = [_run_record(job, output / f"T{t:g}K", t) for t in request.temperatures]
+    precision = run_to_precision(
+        PrecisionRequest(
+            md=md,
+            ion=request.ion,
+            output=str(job.path("md")),
+            targets=request.targets,
+            high_K=max(request.temperatures) if request.temperatures else request.t_max,
+            floor_K=request.t_min,
+            temperatures=list(request.temperatures) if request.temperatures else None,
+            pilot_ps=request.pilot_ps,
+            slope_tolerance=request.slope_tolerance,
+        ),
+        on_stage=lambda text: job.progress("md", None, None, text),
+    )
+    temperatures = sorted(precision.plan["temperatures_K"])
+    runs = [_run_record(job, job.path("md") / "production" / f"T{t:g}K", t) for t in temperatures]
     fractions = [r["deviation"].get("uncertain_fraction") for r in runs if r["deviation"]]
-    line = f"{len(runs)} runs × {request.md_steps} steps ({time.perf_counter() - start:.0f} s)"
+    targets = precision.targets
+    line = (
+        f"{len(runs)} temperatures {', '.join(f'{t:g}' for t in temperatures)} K on "
+        f"{len(read_cell(structure))} atoms ({time.perf_counter() - start:.0f} s); Ea ± "
+        f"{targets['ea_half_width_eV']:.3f} eV ({'met' if targets['ea_met'] else 'not met'}), σ(300 K) "
+        f"factor {targets['sigma_factor']:.3g} ({'met' if targets['sigma_met'] else 'not met'})"
+    )
     if fractions:
         shown = ", ".join("n/a" if f is None else f"{100 * f:.3g} %" for f in fractions)
-        line += f"; uncertain (max_devi_f > {request.devi_lo:g} eV/Å): {shown}"
+        line += f"; uncertain (max_devi_f > {band.lo:.3g} eV/Å): {shown}"
     return {
-        "files": [r["trajectory"] for r in runs],
+        "files": [r["trajectory"] for r in runs] + ["md/precision.json"],
         "runs": runs,
         "members": [str(m) for m in members],
+        "production_cell": PRODUCTION_CELL,
+        "atoms": len(read_cell(structure)),
+        "plan": precision.plan,
+        "pilots": precision.pilots,
+        "framework_pilots": precision.framework_pilots,
+        "targets": targets,
+        "notes": precision.notes,
+        "precision": "md/precision.json",
         "line": line,
     }
+
+
+def read_cell(path: Path) -> Atoms:
+    from ase.io import read
+
+    return read(path)
 
 
 def _run_record(job: Job, directory: Path, temperature: float) -> dict[str, Any]:
@@ -370,6 +477,5 @@ def _run_record(job: Job, directory: Path, temperature: float) -> dict[str, Any]
         series = DeviationSeries.from_columns(
             raw.step, raw.max_devi_f, raw.min_devi_f, raw.avg_devi_f, raw.devi_e
         )
-        band = Band(request.devi_lo, request.devi_hi)
-        record["deviation"] = deviation_statistics(series.production(request.md_eq_steps), band)
+        record["deviation"] = deviation_statistics(series.production(request.md_eq_steps), band_of(job))
     return record

@@ -282,7 +282,7 @@ class _Run:
         floors = floors_for(trajectory)
         if floors is None:
             return {"broken_fraction": None, "first_broken_ps": None, "first_breach": None}
-        report = check_integrity(open_trajectory(trajectory), floors)
+        report = check_integrity(open_trajectory(trajectory), floors, self.config.ion)
         return {
             "broken_fraction": report.broken_fraction,
             "first_broken_ps": report.first_broken_time_ps,

@@ -184,7 +184,19 @@ def make_plan(
             f"the model turns diffusive within {targets.max_md_ns:g} ns only between {low:g} and "
             f"{high_K:g} K, too narrow for an Arrhenius fit to reach 300 K; raise --max-md-ns"
         )
-    temperatures = spaced_in_inverse(low, high_K, n)
+    return plan_lengths(spaced_in_inverse(low, high_K, n), guess, targets, reference, min_ps)
+
+
+def plan_lengths(
+    temperatures_K: Sequence[float],
+    guess: ArrheniusGuess,
+    targets: Targets,
+    reference: tuple[float, float, float],
+    min_ps: float = 50.0,
+) -> Plan:
+    """The run length each of ``temperatures_K`` needs for the targets, capped by the budget."""
+    budget = targets.max_md_ns * 1000.0
+    temperatures = sorted(temperatures_K, reverse=True)
     needed = needed_log_error(temperatures, targets)
     error, length, d_ref = reference
     lengths, capped = [], []
@@ -199,4 +211,4 @@ def make_plan(
         for t, L in zip(temperatures, lengths, strict=True)
     ]
     ea_half, factor = predicted_precision(temperatures, errors)
-    return Plan(temperatures, lengths, needed, ea_half, factor, budget, capped)
+    return Plan(list(temperatures), lengths, needed, ea_half, factor, budget, capped)

@@ -26,6 +26,7 @@ import numpy as np
 
 from superionic.analysis.diffusion import WindowRule
 from superionic.analysis.errors import AnalysisError
+from superionic.analysis.integrity import BrokenDynamicsError
 from superionic.analysis.msd import msd_fft
 from superionic.analysis.readers import load_ion_positions, open_trajectory
 from superionic.analysis.report import ArrheniusReport, TransportReport, analyze_trajectory, arrhenius_report
@@ -39,6 +40,7 @@ from superionic.workflows.precision import (
     guess_from_pilots,
     make_plan,
     needed_log_error,
+    plan_lengths,
     predicted_precision,
     spaced_in_inverse,
 )
@@ -56,10 +58,9 @@ class PrecisionRequest:
     high_K: float = 1200.0
     floor_K: float = 500.0
     temperatures: list[float] | None = None  # given: the plan only sets the lengths
-    pilot_ps: float = 40.0
-    guard_pilot_ps: float = 50.0
+    pilot_ps: float = 40.0  # each D pilot, and the framework pilot
     slope_tolerance: float = 0.2
-    fit: str = "gls"
+    fit: str = "ols"  # the analysis' default fit (analysis.diffusion), as every other report of the job uses
 
 
 @dataclass
@@ -68,7 +69,7 @@ class PrecisionResult:
     pilots: list[dict[str, Any]]
     framework_pilots: list[dict[str, Any]]
     transport: list[TransportReport]
-    arrhenius: ArrheniusReport
+    arrhenius: ArrheniusReport | None  # None with fewer than two usable temperatures
     targets: dict[str, Any]
     rounds: list[dict[str, Any]]
     notes: list[str]
@@ -100,6 +101,7 @@ class _Runner:
         self.request = request
         self.on_stage = on_stage
         self.notes: list[str] = []
+        self.framework_broke = False
         self.rule = WindowRule(slope_tolerance=request.slope_tolerance)
 
     def md(self, directory: str, temperatures: list[float], lengths_ps: list[float], **changes: Any):
@@ -125,23 +127,29 @@ class _Runner:
             fit=self.request.fit,
         )
 
-    def framework(self, high: float) -> tuple[float, list[dict[str, Any]]]:
-        """The highest temperature whose 1.1 × keeps the framework intact over the guard pilot."""
+    def framework(self, high: float, tries: int = 3) -> tuple[float, list[dict[str, Any]]]:
+        """The highest temperature whose 1.1 × keeps the framework intact over the guard pilot
+        (``tries`` = 1: only check the given one and say what broke)."""
         records = []
-        for _ in range(3):
+        for _ in range(tries):
             probe = round(GUARD_MARGIN * high)
             self.on_stage(f"framework pilot at {probe:g} K ({GUARD_MARGIN:g} × {high:g} K)")
             directory = Path(self.request.output) / "pilots" / "framework" / f"T{probe:g}K"
             if (directory / "stopped.json").exists():  # a rerun: this probe broke before
                 guard = json.loads((directory / "run.json").read_text()).get("guard") or {}
             else:
-                summary = self.md(
-                    "pilots/framework", [probe], [self.request.guard_pilot_ps], guard_action="stop"
-                )
+                summary = self.md("pilots/framework", [probe], [self.request.pilot_ps], guard_action="stop")
                 guard = summary.runs[0].guard or {}
             stopped = guard.get("stopped_at_step")
             records.append({"temperature_K": probe, "guard": guard})
             if stopped is None:
+                return high, records
+            if tries == 1:
+                self.notes.append(
+                    f"the framework broke at {probe:g} K, {GUARD_MARGIN:g} × the highest temperature asked "
+                    f"for ({guard.get('stop_detail')}): the model may not hold {high:g} K either"
+                )
+                self.framework_broke = True
                 return high, records
             self.notes.append(
                 f"the framework broke at {probe:g} K ({guard.get('stop_detail')}): the highest temperature "
@@ -186,49 +194,74 @@ class _Runner:
         start = time.perf_counter()
         request = self.request
         request.targets.check()
-        high, framework = self.framework(request.high_K)
-        guess, reference, pilots = self.pilots(high)
+        budget = request.targets.max_md_ns * 1000.0
         if request.temperatures:
-            plan = make_plan(
-                guess, max(request.temperatures), min(request.temperatures), request.targets, reference
-            )
-            plan.temperatures_K = sorted(request.temperatures, reverse=True)
+            # The user's temperatures are kept; the plan only sets how long each runs, and a plan
+            # that cannot be made leaves each at the budget.
+            given = sorted(request.temperatures, reverse=True)
+            _, framework = self.framework(given[0], tries=1)
+            try:
+                guess, reference, pilots = self.pilots(given[0])
+                plan = plan_lengths(given, guess, request.targets, reference)
+            except PrecisionError as err:
+                pilots = []
+                plan = Plan(given, [budget] * len(given), math.nan, math.nan, math.nan, budget, list(given))
+                self.notes.append(f"no precision plan ({err}); every temperature runs the budget")
         else:
+            high, framework = self.framework(request.high_K)
+            guess, reference, pilots = self.pilots(high)
             plan = make_plan(guess, high, request.floor_K, request.targets, reference)
         lengths = dict(zip(plan.temperatures_K, plan.lengths_ps, strict=True))
         rounds: list[dict[str, Any]] = []
-        budget = request.targets.max_md_ns * 1000.0
         for k in range(EXTENSION_ROUNDS + 1):
             self.on_stage(
                 f"production {'' if k == 0 else f'extension {k} '}at "
                 + ", ".join(f"{t:g} K {lengths[t]:.0f} ps" for t in plan.temperatures_K)
             )
             summary = self.md("production", plan.temperatures_K, [lengths[t] for t in plan.temperatures_K])
-            reports = []
+            reports, failures = [], {}
             for run in summary.runs:
-                reports.append(self.analyse(run.trajectory, f"analysis/T{run.temperature_K:g}K"))
+                try:
+                    reports.append(self.analyse(run.trajectory, f"analysis/T{run.temperature_K:g}K"))
+                except BrokenDynamicsError as err:
+                    failures[run.temperature_K] = ("broken", str(err))
+                except AnalysisError as err:
+                    failures[run.temperature_K] = ("not diffusive", str(err))
             errors = {r.temperature_K: _log_error(r) for r in reports}
             needed = needed_log_error(plan.temperatures_K, request.targets)
-            ea_half, factor = predicted_precision(list(errors), list(errors.values()))
+            ea_half, factor = (
+                predicted_precision(list(errors), list(errors.values()))
+                if len(errors) >= 2
+                else (math.inf, math.inf)
+            )
             rounds.append(
                 {
                     "lengths_ps": dict(lengths),
                     "log_errors": errors,
+                    "failures": {t: f"{kind}: {why}" for t, (kind, why) in failures.items()},
                     "needed_log_error": needed,
                     "ea_half_width_eV": ea_half,
                     "sigma_factor": factor,
                 }
             )
+            # Longer runs help a temperature that is too noisy or not yet diffusive; a broken one
+            # only breaks for longer.
             short = {t: e for t, e in errors.items() if e > needed * 1.02 and lengths[t] < budget}
-            if (
-                ea_half <= request.targets.ea_half_width_eV and factor <= request.targets.sigma_factor
-            ) or not short:
-                break
-            if k == EXTENSION_ROUNDS:
+            short |= {
+                t: 2.0 * needed
+                for t, (kind, _) in failures.items()
+                if kind == "not diffusive" and lengths[t] < budget
+            }
+            met = ea_half <= request.targets.ea_half_width_eV and factor <= request.targets.sigma_factor
+            if met or not short or k == EXTENSION_ROUNDS:
                 break
             for t, e in short.items():
                 lengths[t] = min(budget, lengths[t] * (e / needed) ** 2 * 1.1)
-        arrhenius = arrhenius_report(reports, Path(request.output) / "analysis")
+        for t, (kind, why) in sorted(failures.items()):
+            self.notes.append(f"{t:g} K left out of the fit, {kind}: {why}")
+        arrhenius = (
+            arrhenius_report(reports, Path(request.output) / "analysis") if len(reports) >= 2 else None
+        )
         targets = self._verdict(arrhenius, plan, lengths, rounds[-1], budget)
         return PrecisionResult(
             plan=asdict(plan),
@@ -242,15 +275,21 @@ class _Runner:
             wall_s=time.perf_counter() - start,
         )
 
-    def _verdict(self, arrhenius: ArrheniusReport, plan: Plan, lengths, last, budget) -> dict[str, Any]:
+    def _verdict(
+        self, arrhenius: ArrheniusReport | None, plan: Plan, lengths, last, budget
+    ) -> dict[str, Any]:
         t = self.request.targets
-        lo, hi = arrhenius.activation_energy_ci95_eV
-        ea_half = 0.5 * (hi - lo)
-        slo, shi = arrhenius.conductivity_300K_ci95_S_per_cm
-        factor = shi / slo if slo > 0 else math.inf
+        ea_half, factor = math.inf, math.inf
+        if arrhenius is not None:
+            lo, hi = arrhenius.activation_energy_ci95_eV
+            ea_half = 0.5 * (hi - lo)
+            slo, shi = arrhenius.conductivity_300K_ci95_S_per_cm
+            factor = shi / slo if slo > 0 else math.inf
         met_ea, met_sigma = ea_half <= t.ea_half_width_eV, factor <= t.sigma_factor
         advice = None
-        if not (met_ea and met_sigma):
+        if not (met_ea and met_sigma) and not last["log_errors"]:
+            advice = "no temperature gave a D: see the notes (a broken framework needs data, not longer runs)"
+        elif not (met_ea and met_sigma):
             worst = max(last["log_errors"].values())
             needed = last["needed_log_error"]
             capped = [temp for temp, length in lengths.items() if length >= budget * 0.999]
@@ -264,6 +303,7 @@ class _Runner:
             else:
                 advice = f"the runs need about {scale:.2g}× their length; the same command extends them"
         return {
+            "framework_broke_above": self.framework_broke,
             "ea_half_width_eV": ea_half,
             "ea_target_eV": t.ea_half_width_eV,
             "ea_met": met_ea,
