@@ -16,7 +16,6 @@ import csv
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,37 +28,9 @@ from superionic.analysis.arrhenius import fit_arrhenius
 from superionic.cli import main
 from superionic.workflows.conductivity_state import JobState, StateError
 
-ROOT = Path(__file__).resolve().parents[2]
-CIF = ROOT / "data" / "examples" / "Li6PS5Cl.cif"
-SUPERIONIC = Path(sys.executable).with_name("superionic")
-EXCHANGE = {
-    "  Cl1 Cl 4 a 0.0000 0.0000 0.0000 0.6": "  Cl1 Cl 4 a 0.0000 0.0000 0.0000 0.5",
-    "  S2  S  4 a 0.0000 0.0000 0.0000 0.4": "  S2  S  4 a 0.0000 0.0000 0.0000 0.5",
-    "  S3  S  4 d 0.7500 0.7500 0.7500 0.6": "  S3  S  4 d 0.7500 0.7500 0.7500 0.5",
-    "  Cl2 Cl 4 d 0.7500 0.7500 0.7500 0.4": "  Cl2 Cl 4 d 0.7500 0.7500 0.7500 0.5",
-}
-TINY_MODEL = (
-    "model: {kind: sprinter, n_basis: 6, radial_channels: 4, angular_channels: 2, l_max: 2, hidden: [16]}\n"
-    "training: {batch_size: 2}\n"
-)
-MD_EQ_STEPS = 100
+from ._conductivity_job import MD_EQ_STEPS, SUPERIONIC, job_args, write_job_inputs
+
 SMALL = ["--supercell", "1x1x1", "--draws", "1", "--allow-small-cell"]  # quick to order
-
-
-def budgets(train_config: Path) -> list[str]:
-    return [
-        "--draws", "1", "--cutoff", "4.5", "--label-temperatures", "1400",
-        "--frames", "12", "--sample-every", "2", "--label-eq-steps", "2",
-        "--committee", "2", "--epochs", "3", "--val-fraction", "0.25", "--train-config", str(train_config),
-        "--learn-rounds", "1", "--learn-frames", "2", "--learn-steps", "300", "--learn-eq-steps", "100",
-        "--learn-epochs", "2",
-        # 2 ps per temperature, 1 ps pilots, the 24 Li of the 52-atom cell as the production cell.
-        "--max-md-ns", "0.002", "--pilot-ps", "1", "--min-ions", "24",
-        "--md-eq-steps", str(MD_EQ_STEPS), "--dump-every", "10", "--devi-every", "10",
-        "--teacher-steps", "60", "--teacher-eq-steps", "10", "--teacher-write-every", "5",
-        # 1 ps of a 24-Li cell is far from diffusive under the default rule (slope within 1 ± 0.2).
-        "--slope-tolerance", "0.9", "--threads", "1",
-    ]  # fmt: skip
 
 
 def _run(args: list[str], cwd: Path, expect: int = 0) -> subprocess.CompletedProcess:
@@ -212,17 +183,9 @@ def _check_numbers(workdir: Path, report: dict) -> None:
 @pytest.mark.slow
 def test_conductivity_li6ps5cl_end_to_end_and_resume(tmp_path: Path) -> None:
     pytest.importorskip("sevenn")
-    text = CIF.read_text()
-    for old, new in EXCHANGE.items():
-        assert old in text
-        text = text.replace(old, new)
-    cif = tmp_path / "Li6PS5Cl_55.cif"
-    cif.write_text(text)
-    train_config = tmp_path / "tiny.yaml"
-    train_config.write_text(TINY_MODEL)
+    cif, train_config = write_job_inputs(tmp_path)
     workdir = tmp_path / "job"
-    args = [str(cif), "--labeller", "sevennet", "-T", "1000", "1400", "--workdir", str(workdir)]
-    args += budgets(train_config)
+    args = job_args(cif, train_config, workdir)
     first = _run(args, tmp_path)
     assert "verdict:" in first.stdout and "precision:" in first.stdout
 

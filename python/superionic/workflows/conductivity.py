@@ -310,6 +310,10 @@ class Job:
     def progress(self, stage: str, completed: float | None, total: float | None, status: str = "") -> None:
         self.listener(StageEvent(stage, "progress", completed, total, status))
 
+    def note(self, stage: str, text: str) -> None:
+        """A line the user (or the log of a batch run) should see once: a resume, a decision."""
+        self.listener(StageEvent(stage, "note", status=text))
+
 
 def _outputs_present(job: Job, stage: str) -> bool:
     files = job.state.outputs(stage).get("files", [])

@@ -179,6 +179,10 @@ def teacher(job: Job) -> dict[str, Any]:
             def show(done: int, of: int | None, temperature: float = temperature) -> None:
                 job.progress("teacher", done, of, f"{request.labeller} MD {temperature:g} K")
 
+            if Path(f"{reference}.partial").exists():
+                job.note(
+                    "teacher", f"{request.labeller} MD at {temperature:g} K resumes from its partial file"
+                )
             run_reference_md(config, on_progress=show)
             job.state.record("teacher", key, True)
         references.append((temperature, reference, summary))

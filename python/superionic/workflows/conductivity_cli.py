@@ -7,7 +7,7 @@ from pathlib import Path
 
 from superionic.data.commands import add_structure_options
 from superionic.data.labellers import LABELLERS
-from superionic.progress import progress_display
+from superionic.progress import note, progress_display
 from superionic.workflows.conductivity import STAGES, ConductivityRequest, StageEvent
 
 TITLES = {
@@ -103,6 +103,8 @@ def cmd_conductivity(args: argparse.Namespace) -> int:
             task = tasks[event.stage]
             if event.event == "start":
                 progress.start_task(task)
+            elif event.event == "note":
+                note(f"{TITLES[event.stage]}: {event.status}")
             elif event.event == "progress":
                 if event.total:
                     progress.update(task, total=event.total, completed=event.completed or 0)

@@ -310,7 +310,8 @@ def report(job: Job) -> dict[str, Any]:
         "labeller": request.labeller,
         "temperatures_K": sorted(md["plan"]["temperatures_K"]),
         "production_atoms": md["atoms"],
-        "precision": md["targets"] | {"plan": md["plan"], "notes": md.get("notes", [])},
+        "precision": md["targets"]
+        | {"plan": md["plan"], "finite_size": md.get("finite_size"), "notes": md.get("notes", [])},
         "conductivity_300K_S_per_cm": arrhenius["conductivity_300K_S_per_cm"] if arrhenius else None,
         "conductivity_300K_ci95_S_per_cm": list(arrhenius["conductivity_300K_ci95_S_per_cm"])
         if arrhenius

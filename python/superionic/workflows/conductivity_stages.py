@@ -114,6 +114,18 @@ def preflight(job: Job) -> None:
     _train_config(job, Path("frames-not-yet-written.extxyz"))
 
 
+def _partial_frames(output: Path) -> int:
+    """Complete frames a killed labelling run left in its partial file (its resume state says)."""
+    from superionic.data.generate import FrameWriter
+    from superionic.data.resume_state import state_path
+
+    state = state_path(FrameWriter.partial_path(Path(output)))
+    try:
+        return int(json.loads(state.read_text())["frames"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 def label(job: Job) -> dict[str, Any]:
     request = job.request
     directory = job.path("label")
@@ -139,6 +151,9 @@ def label(job: Job) -> dict[str, Any]:
         threads=request.threads,
         output=job.path(FRAMES),
     )
+    kept = _partial_frames(config.output_path())
+    if kept:
+        job.note("label", f"resuming from {kept} labelled frames in the partial file")
     result = generate(
         config, on_progress=lambda done, total, kind: job.progress("label", done, total, f"frame {kind}")
     )
@@ -242,6 +257,9 @@ def train(job: Job) -> dict[str, Any]:
         rmse = f", val F-RMSE {p.val_force_rmse:.3f} eV/Å" if p.val_force_rmse is not None else ""
         job.progress("train", done, total, f"member {p.member + 1}/{p.members} epoch {p.epoch + 1}{rmse}")
 
+    for k in range(request.committee):
+        if (output / f"member_{k}" / "last.ckpt").exists():
+            job.note("train", f"member {k + 1}/{request.committee} resumes from its checkpoint")
     result = train_committee(config, request.committee, resume=started, on_progress=show)
     exported = export_committee(result.manifest, output / "model")
     rmse = result.val_force_rmse
@@ -446,6 +464,7 @@ def production_md(job: Job) -> dict[str, Any]:
         "plan": precision.plan,
         "pilots": precision.pilots,
         "framework_pilots": precision.framework_pilots,
+        "finite_size": precision.finite_size,
         "targets": targets,
         "notes": precision.notes,
         "precision": "md/precision.json",

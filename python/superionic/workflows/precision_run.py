@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from superionic.analysis.arrhenius import fit_arrhenius
 from superionic.analysis.diffusion import WindowRule
 from superionic.analysis.errors import AnalysisError
 from superionic.analysis.integrity import BrokenDynamicsError
@@ -31,6 +32,7 @@ from superionic.analysis.msd import msd_fft
 from superionic.analysis.readers import load_ion_positions, open_trajectory
 from superionic.analysis.report import ArrheniusReport, TransportReport, analyze_trajectory, arrhenius_report
 from superionic.md.driver import MdConfig, MdError, run_md
+from superionic.validation.statistics import compare_log, log_verdict
 from superionic.workflows.precision import (
     CAGE_PS,
     ArrheniusGuess,
@@ -46,6 +48,9 @@ from superionic.workflows.precision import (
 )
 
 GUARD_MARGIN = 1.1
+PILOT_SLOPE_TOLERANCE = 0.2
+# A finite-size effect smaller than this ratio of D is not worth a larger production cell.
+FINITE_SIZE_RESOLUTION = 1.5
 EXTENSION_ROUNDS = 3
 
 
@@ -61,6 +66,9 @@ class PrecisionRequest:
     pilot_ps: float = 40.0  # each D pilot, and the framework pilot
     slope_tolerance: float = 0.2
     fit: str = "ols"  # the analysis' default fit (analysis.diffusion), as every other report of the job uses
+    # D at the highest temperature again in the cell doubled in each direction (8 × the atoms), the
+    # same length, compared by validate's z test on ln D (docs/precision.md, "Finite size").
+    finite_size: bool = True
 
 
 @dataclass
@@ -74,6 +82,7 @@ class PrecisionResult:
     rounds: list[dict[str, Any]]
     notes: list[str]
     wall_s: float
+    finite_size: dict[str, Any] | None = None
 
 
 def _steps(md: MdConfig, ps: float) -> int:
@@ -89,7 +98,7 @@ def _cage_plateau(trajectory: str, ion: str) -> float:
     reader = open_trajectory(trajectory)
     ions = load_ion_positions(reader, ion)
     try:
-        msd = msd_fft(np.asarray(ions.positions, dtype=np.float64))
+        msd = msd_fft(np.asarray(ions.positions, dtype=np.float64)).sum(axis=1)  # 3D, [T]
         times = ions.times_ps - ions.times_ps[0]
     finally:
         ions.close()
@@ -103,6 +112,9 @@ class _Runner:
         self.notes: list[str] = []
         self.framework_broke = False
         self.rule = WindowRule(slope_tolerance=request.slope_tolerance)
+        # A pilot needs D to a few tens of per cent to plan with; a short run of caged ions rarely
+        # meets the production rule (± 0.1), so pilots take at least ± 0.2 (docs/precision.md).
+        self.pilot_rule = WindowRule(slope_tolerance=max(PILOT_SLOPE_TOLERANCE, request.slope_tolerance))
 
     def md(self, directory: str, temperatures: list[float], lengths_ps: list[float], **changes: Any):
         base = self.request.md
@@ -118,12 +130,12 @@ class _Runner:
         )
         return run_md(config)
 
-    def analyse(self, trajectory: str, out: str) -> TransportReport:
+    def analyse(self, trajectory: str, out: str, rule: WindowRule | None = None) -> TransportReport:
         return analyze_trajectory(
             trajectory,
             self.request.ion,
             Path(self.request.output) / out,
-            rule=self.rule,
+            rule=rule or self.rule,
             fit=self.request.fit,
         )
 
@@ -171,7 +183,9 @@ class _Runner:
         records, found = [], []
         for run in summary.runs:
             try:
-                report = self.analyse(run.trajectory, f"pilots/analysis/T{run.temperature_K:g}K")
+                report = self.analyse(
+                    run.trajectory, f"pilots/analysis/T{run.temperature_K:g}K", rule=self.pilot_rule
+                )
             except AnalysisError as err:
                 records.append({"temperature_K": run.temperature_K, "D_cm2_per_s": None, "why": str(err)})
                 continue
@@ -229,11 +243,21 @@ class _Runner:
                     failures[run.temperature_K] = ("not diffusive", str(err))
             errors = {r.temperature_K: _log_error(r) for r in reports}
             needed = needed_log_error(plan.temperatures_K, request.targets)
-            ea_half, factor = (
-                predicted_precision(list(errors), list(errors.values()))
-                if len(errors) >= 2
-                else (math.inf, math.inf)
-            )
+            # The fit itself, as the report will make it: its covariance is scaled by χ²/dof when
+            # the points scatter more than their errors say, which the errors alone do not predict.
+            ea_half, factor = _fitted_precision(reports) if len(reports) >= 2 else (math.inf, math.inf)
+            if math.isfinite(ea_half) and math.isfinite(factor):
+                predicted = predicted_precision(list(errors), list(errors.values()))
+                # Every point must be more precise by the factor the fit misses its targets by
+                # (errors add in quadrature over the points, so the scale carries over).
+                shortfall = max(
+                    ea_half / request.targets.ea_half_width_eV,
+                    math.log(factor) / math.log(request.targets.sigma_factor),
+                    1.0,
+                )
+                needed = min(needed, max(errors.values()) / shortfall) if shortfall > 1 else needed
+            else:
+                predicted = (math.inf, math.inf)
             rounds.append(
                 {
                     "lengths_ps": dict(lengths),
@@ -242,6 +266,7 @@ class _Runner:
                     "needed_log_error": needed,
                     "ea_half_width_eV": ea_half,
                     "sigma_factor": factor,
+                    "predicted_from_errors": {"ea_half_width_eV": predicted[0], "sigma_factor": predicted[1]},
                 }
             )
             # Longer runs help a temperature that is too noisy or not yet diffusive; a broken one
@@ -259,6 +284,10 @@ class _Runner:
                 lengths[t] = min(budget, lengths[t] * (e / needed) ** 2 * 1.1)
         for t, (kind, why) in sorted(failures.items()):
             self.notes.append(f"{t:g} K left out of the fit, {kind}: {why}")
+        finite = None
+        if request.finite_size and reports:
+            hottest = max(reports, key=lambda r: r.temperature_K)
+            finite = self.finite_size(hottest, lengths[hottest.temperature_K])
         arrhenius = (
             arrhenius_report(reports, Path(request.output) / "analysis") if len(reports) >= 2 else None
         )
@@ -273,7 +302,58 @@ class _Runner:
             rounds=rounds,
             notes=self.notes,
             wall_s=time.perf_counter() - start,
+            finite_size=finite,
         )
+
+    def finite_size(self, small: TransportReport, length_ps: float) -> dict[str, Any]:
+        """D of ``small``'s temperature in the cell doubled along each axis, same length and rule,
+        against ``small`` by the z test on ln D `superionic validate` uses."""
+        t = small.temperature_K
+        base = self.request.md
+        self.on_stage(f"finite-size check at {t:g} K: the cell doubled along each axis, {length_ps:.0f} ps")
+        # One temperature: all the ranks the production used side by side split this one cell.
+        summary = self.md(
+            "finite_size",
+            [t],
+            [length_ps],
+            supercell=(2, 2, 2),
+            nprocs=base.nprocs * base.parallel,
+            parallel=1,
+        )
+        record: dict[str, Any] = {
+            "temperature_K": t,
+            "atoms": {"production": None, "doubled": summary.atoms},
+            "length_ps": length_ps,
+            "resolution": FINITE_SIZE_RESOLUTION,
+        }
+        try:
+            large = self.analyse(summary.runs[0].trajectory, f"finite_size/analysis/T{t:g}K")
+        except AnalysisError as err:
+            record |= {"verdict": "undetermined", "detail": f"the doubled cell gave no D: {err}"}
+            return record
+        d_small, d_large = small.tracer["diffusion_cm2_per_s"], large.tracer["diffusion_cm2_per_s"]
+        comparison = compare_log(d_large, _log_error(large), d_small, _log_error(small))
+        verdict = log_verdict(
+            "D(doubled cell) / D(production cell)", comparison, FINITE_SIZE_RESOLUTION, 0.05
+        )
+        record |= {
+            "atoms": {"production": summary.atoms // 8, "doubled": summary.atoms},
+            "D_production_cm2_per_s": d_small,
+            "D_production_ci95_cm2_per_s": list(small.tracer["ci95_cm2_per_s"]),
+            "D_doubled_cm2_per_s": d_large,
+            "D_doubled_ci95_cm2_per_s": list(large.tracer["ci95_cm2_per_s"]),
+            "ratio": comparison.ratio,
+            "ratio_ci95": list(comparison.ratio_ci95),
+            "z": comparison.z,
+            "verdict": verdict.label,
+            "detail": verdict.detail,
+        }
+        if verdict.outcome == "disagree":
+            self.notes.append(
+                f"finite size: D at {t:g} K changes by {comparison.ratio:.3g}× when the cell is doubled "
+                f"(95 % {comparison.ratio_ci95[0]:.3g}–{comparison.ratio_ci95[1]:.3g}): use --min-ions larger"
+            )
+        return record
 
     def _verdict(
         self, arrhenius: ArrheniusReport | None, plan: Plan, lengths, last, budget
@@ -312,6 +392,20 @@ class _Runner:
             "sigma_met": met_sigma,
             "advice": advice,
         }
+
+
+def _fitted_precision(reports: list[TransportReport]) -> tuple[float, float]:
+    """(95 % half-width of Ea, upper/lower factor of D(300 K)'s 95 % interval) of the weighted
+    Arrhenius fit of these D, as analysis.arrhenius makes it (σ(300 K) has the same factor: σ T ∝ D
+    with the same relative errors)."""
+    fit = fit_arrhenius(
+        [r.temperature_K for r in reports],
+        [r.tracer["diffusion_cm2_per_s"] for r in reports],
+        [r.tracer["stderr_cm2_per_s"] for r in reports],
+    )
+    lo, hi = fit.activation_energy_ci95_eV
+    low, high = fit.extrapolate(300.0).ci95
+    return 0.5 * (hi - lo), (high / low if low > 0 else math.inf)
 
 
 def run_to_precision(
