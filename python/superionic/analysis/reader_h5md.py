@@ -32,9 +32,30 @@ from superionic.analysis.reader_base import (
 from superionic.data.file_faults import compression_of, file_fault
 
 
+def _release_stale_handles(path: Path) -> None:
+    """Readers caught in reference cycles keep their file open until the garbage collector runs.
+    HDF5 then hands a new open of the same file that old handle's cached view, so frames appended
+    since (an extended run: `superionic md --extend`, the precision planner) are not seen. A
+    collection first frees such handles; one still in use is shared, as HDF5 does."""
+    import gc
+
+    import h5py
+
+    target = Path(path).resolve()
+    for file_id in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        try:
+            name = Path(file_id.name.decode()).resolve()
+        except (ValueError, OSError):
+            continue
+        if name == target:
+            gc.collect()
+            return
+
+
 def _open(path: Path):
     import h5py
 
+    _release_stale_handles(path)
     try:
         # No lock: a trajectory is often analysed while its run is still writing it; frames
         # count only once their step row exists, so a reader never sees a partial frame.
