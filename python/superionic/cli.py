@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
+import math
 import os
 import sys
 import traceback
@@ -233,6 +234,8 @@ def cmd_md(args: argparse.Namespace) -> int:
         threads=args.threads,
         extend=args.extend,
     )
+    if args.target_ea is not None or args.target_sigma is not None:
+        return _md_to_precision(args, config)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -269,6 +272,58 @@ def cmd_md(args: argparse.Namespace) -> int:
         if run.guard is not None:
             print(f"  {_guard_line(run.guard)}")
     print(f"summary {Path(config.output) / 'md_summary.json'}")
+    return 0
+
+
+def _md_to_precision(args: argparse.Namespace, config) -> int:
+    """`superionic md -T ... --target-ea/--target-sigma`: the given temperatures, their lengths
+    planned and extended until Ea and σ(300 K) reach the targets or --max-md-ns stops them
+    (workflows.precision_run, docs/precision.md)."""
+    from dataclasses import replace
+
+    from rich.progress import TextColumn
+
+    from superionic.workflows.precision import Targets
+    from superionic.workflows.precision_run import PrecisionRequest, run_to_precision
+
+    targets = Targets(
+        args.target_ea if args.target_ea is not None else Targets.ea_half_width_eV,
+        args.target_sigma if args.target_sigma is not None else Targets.sigma_factor,
+        args.max_md_ns,
+    )
+    request = PrecisionRequest(
+        md=replace(config, extend=True),
+        ion=args.ion,
+        output=str(config.output),
+        targets=targets,
+        temperatures=sorted(config.temperatures),
+        pilot_ps=args.pilot_ps,
+        slope_tolerance=args.slope_tolerance,
+    )
+    with progress_display(TextColumn("{task.description}"), TextColumn("{task.fields[status]}")) as progress:
+        task = progress.add_task("MD to precision", status="")
+        result = run_to_precision(request, on_stage=lambda text: progress.update(task, status=text))
+    for r in sorted(result.transport, key=lambda r: r.temperature_K):
+        lo, hi = r.tracer["ci95_cm2_per_s"]
+        print(
+            f"{r.temperature_K:g} K ({r.duration_ps:.0f} ps): D = {r.tracer['diffusion_cm2_per_s']:.3e} "
+            f"cm²/s (95% CI {lo:.2e}–{hi:.2e})"
+        )
+    for text in result.notes:
+        print(f"note: {text}")
+    t = result.targets
+    if result.arrhenius is not None:
+        a = result.arrhenius
+        print(
+            f"Ea = {a.activation_energy_eV:.3f} eV (± {t['ea_half_width_eV']:.3f}, "
+            f"target {t['ea_target_eV']:g}: "
+            f"{'met' if t['ea_met'] else 'not met'}); σ(300 K) = {1e3 * a.conductivity_300K_S_per_cm:.3g} "
+            f"mS/cm (factor {t['sigma_factor']:.3g}, target {t['sigma_target']:g}: "
+            f"{'met' if t['sigma_met'] else 'not met'})"
+        )
+    if t.get("advice"):
+        print(f"to reach the targets: {t['advice']}")
+    print(f"plan and rounds {Path(config.output) / 'precision.json'}")
     return 0
 
 
@@ -406,8 +461,26 @@ def cmd_arrhenius(args: argparse.Namespace) -> int:
         f"σ(300 K) = {1e3 * result.conductivity_300K_S_per_cm:.3g} mS/cm "
         f"(95% CI {1e3 * slo:.2g}–{1e3 * shi:.2g})"
     )
+    print(_precision_line(result, args.target_ea, args.target_sigma))
     print(f"plot {result.plot_png}; numbers {Path(args.output) / f'arrhenius_{result.ion}.json'}")
     return 0
+
+
+def _precision_line(result, target_ea: float, target_sigma: float) -> str:
+    """Whether the fit reached the precision targets, and if not, how much longer the runs must be:
+    every D's error falls as 1/√(run length), so a shortfall f in either target needs f² × the
+    length (docs/precision.md)."""
+    lo, hi = result.activation_energy_ci95_eV
+    slo, shi = result.conductivity_300K_ci95_S_per_cm
+    half, factor = 0.5 * (hi - lo), (shi / slo if slo > 0 else math.inf)
+    shortfall = max(half / target_ea, math.log(factor) / math.log(target_sigma))
+    met = f"Ea ± {half:.3f} eV (target {target_ea:g}), σ(300 K) factor {factor:.3g} (target {target_sigma:g})"
+    if shortfall <= 1.0:
+        return f"precision: {met}: both met"
+    return (
+        f"precision: {met}: not met; runs about {shortfall**2:.2g}× as long (superionic md --extend), "
+        "more ions, or a lower lowest temperature would reach them"
+    )
 
 
 def _add_trajectory_options(parser: argparse.ArgumentParser) -> None:
@@ -457,32 +530,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from superionic.demo import DemoSettings, run_demo
 
     settings = DemoSettings(
-        workdir=args.workdir, epochs=args.epochs, md_steps=args.md_steps, nprocs=args.np, backend=args.backend
+        workdir=args.workdir,
+        epochs=args.epochs,
+        max_md_ns=args.max_md_ns,
+        nprocs=args.np,
+        backend=args.backend,
     )
     columns = (
-        TextColumn("{task.description:<28}"),
+        TextColumn("{task.description:<30}"),
         BarColumn(),
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
     )
     with progress_display(*columns) as progress:
-        train = progress.add_task("1/5 train sprinter (LGPS)", total=settings.epochs, status="")
-        export = progress.add_task("2/5 export TorchScript", total=1, status="")
-        md = {
-            t: progress.add_task(f"3/5 LAMMPS NVT {t:g} K", total=settings.md_steps, status="")
-            for t in settings.temperatures_K
-        }
-        analyze = progress.add_task("4/5 analyse transport", total=1, status="")
-        check = progress.add_task("5/5 validate vs SevenNet-0", total=1, status="")
-        done = {"train": train, "export": train, "md": export, "analyze": None, "validate": analyze}
+        train = progress.add_task("1/4 train sprinter (LGPS)", total=settings.epochs, status="", start=False)
+        export = progress.add_task("2/4 export TorchScript", total=1, status="", start=False)
+        md = progress.add_task("3/4 MD to precision (LAMMPS)", total=1, status="", start=False)
+        check = progress.add_task("4/4 validate vs SevenNet-0", total=1, status="", start=False)
+        tasks = {"train": train, "export": export, "md": md, "validate": check}
+        previous = {"export": train, "md": export, "validate": md}
 
         def stage(name: str) -> None:
-            previous = done[name]
-            if previous is not None:
-                progress.update(previous, completed=progress.tasks[previous].total)
-            if name == "analyze":
-                for task in md.values():
-                    progress.update(task, completed=settings.md_steps)
+            if name in previous:
+                progress.update(previous[name], completed=progress.tasks[previous[name]].total)
+                progress.stop_task(previous[name])
+            progress.start_task(tasks[name])
 
         def trained(p) -> None:
             status = f"val F-RMSE {p.val_force_rmse:.3f} eV/Å" if p.val_force_rmse is not None else ""
@@ -492,46 +564,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
             settings,
             on_stage=stage,
             on_train=trained,
-            on_md=lambda t, step, total: progress.update(md[t], completed=step),
+            on_md_stage=lambda text: progress.update(md, status=text),
         )
         progress.update(check, completed=1)
-    a = summary.arrhenius
+        progress.stop_task(check)
+    h = summary.headline
     print(
         f"sprinter: validation force RMSE {summary.validation_force_rmse_eV_per_A:.3f} eV/Å, "
         f"energy RMSE {summary.validation_energy_rmse_meV_per_atom:.1f} meV/atom"
     )
     for r in summary.transport:
-        d, ne = r["tracer"], r["nernst_einstein"]
+        d = r["tracer"]
+        lo, hi = d["ci95_cm2_per_s"]
         print(
-            f"Li {r['temperature_K']:g} K: "
-            f"D = {d['diffusion_cm2_per_s']:.2e} ± {d['stderr_cm2_per_s']:.1e} cm²/s, "
-            f"σ_NE = {1e3 * ne['conductivity_S_per_cm']:.3g} mS/cm"
+            f"Li {r['temperature_K']:g} K ({r['duration_ps']:.0f} ps, {h['atoms']} atoms): "
+            f"D = {d['diffusion_cm2_per_s']:.3e} cm²/s (95% CI {lo:.2e}–{hi:.2e})"
         )
-    for refused in summary.not_diffusive:
-        print(f"not in the fit: {refused}")
-    ref = summary.reference
-    if ref is not None:
-        low, high = ref["reference_ci95_cm2_per_s"]
-        verdict = "inside" if ref["inside_reference_ci95"] else "OUTSIDE"
-        print(
-            f"labeller check at {ref['temperature_K']:g} K: model D = {ref['model_D_cm2_per_s']:.2e}, "
-            f"SevenNet-0 reference D = {ref['reference_D_cm2_per_s']:.2e} cm²/s "
-            f"(95% CI {low:.2e}–{high:.2e}): {verdict} ({ref['reference_file']})"
-        )
+    for note in summary.notes:
+        print(f"note: {note}")
     if summary.validation_table:
-        print("validation against SevenNet-0's own MD (superionic validate):")
+        print("teacher checks against SevenNet-0's own MD (superionic validate):")
         print("\n".join(summary.validation_table))
-    lo, hi = a["activation_energy_ci95_eV"]
-    slo, shi = a["conductivity_300K_ci95_S_per_cm"]
+    p = summary.precision
+    if h["Ea_eV"] is not None:
+        lo, hi = h["Ea_ci95_eV"]
+        slo, shi = h["sigma_300K_ci95_mS_per_cm"]
+        print(
+            f"Ea = {h['Ea_eV']:.3f} eV (95% CI {lo:.3f}–{hi:.3f}, target ± {p['ea_target_eV']:g}: "
+            f"{'met' if p['ea_met'] else 'not met'}); σ(300 K) = {h['sigma_300K_mS_per_cm']:.3g} mS/cm "
+            f"(95% CI {slo:.3g}–{shi:.3g}, factor {shi / slo:.2g}, target {p['sigma_target']:g}: "
+            f"{'met' if p['sigma_met'] else 'not met'})"
+        )
+    else:
+        print("Ea and σ(300 K) not determined: fewer than two temperatures gave a D (see the notes)")
+    if p.get("advice"):
+        print(f"to reach the targets: {p['advice']}")
+    if h["experiment"] is not None:
+        e = h["experiment"]
+        ea = f", Ea = {e['Ea_eV']:g} eV" if e["Ea_eV"] is not None else ""
+        print(f"experiment: σ(300 K) = {e['sigma_300K_mS_per_cm']:g} mS/cm{ea} (doi {e['doi']})")
     print(
-        f"Ea = {a['activation_energy_eV']:.3f} ± {a['activation_energy_stderr_eV']:.3f} eV "
-        f"(95% CI {lo:.3f}–{hi:.3f}); "
-        f"σ(300 K) = {1e3 * a['conductivity_300K_S_per_cm']:.3g} mS/cm "
-        f"(95% CI {1e3 * slo:.2g}–{1e3 * shi:.2g})"
-    )
-    print(
-        f"wall time {sum(summary.wall_s.values()):.0f} s; plots in {args.workdir}/analysis and "
-        f"{args.workdir}/validation; "
+        f"wall time {sum(summary.wall_s.values()):.0f} s; Arrhenius plot {summary.figure}; "
         f"summary {args.workdir}/demo.json"
     )
     return 0
@@ -637,6 +710,17 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--charges", type=float, nargs="+", help="formal charge per element, model order")
     md.add_argument("-o", "--output", type=Path, default=Path("runs/md"))
     md.add_argument("--overwrite", action="store_true", help="discard finished or partial runs in the output")
+    precision = md.add_argument_group("precision (docs/precision.md): with a target, -T's runs are planned")
+    precision.add_argument("--target-ea", type=float, help="95 %% half-width of Ea, eV (e.g. 0.03)")
+    precision.add_argument(
+        "--target-sigma", type=float, help="upper/lower of σ(300 K)'s 95 %% interval (e.g. 3)"
+    )
+    precision.add_argument("--max-md-ns", type=float, default=2.0, help="MD budget per temperature, ns (2)")
+    precision.add_argument("--pilot-ps", type=float, default=40.0, help="each pilot run, ps (40)")
+    precision.add_argument("--ion", default="Li", help="the mobile ion the targets are for")
+    precision.add_argument(
+        "--slope-tolerance", type=float, default=0.1, help="the diffusive window rule (0.1)"
+    )
     md.add_argument(
         "--extend",
         action="store_true",
@@ -717,6 +801,15 @@ def build_parser() -> argparse.ArgumentParser:
     arrhenius.add_argument(
         "--temperatures", type=float, nargs="+", help="K, one per file (default: run.json)"
     )
+    arrhenius.add_argument(
+        "--target-ea", type=float, default=0.03, help="95 %% half-width of Ea to judge against, eV (0.03)"
+    )
+    arrhenius.add_argument(
+        "--target-sigma",
+        type=float,
+        default=3.0,
+        help="upper/lower of σ(300 K)'s 95 %% interval to judge against (3)",
+    )
     _add_trajectory_options(arrhenius)
     arrhenius.set_defaults(func=cmd_arrhenius)
 
@@ -736,13 +829,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_conductivity_command(verbs)
 
-    demo = verbs.add_parser("demo", help="LGPS: train → export → MD at 3 T → D, σ, Ea → validate")
+    demo = verbs.add_parser(
+        "demo", help="LGPS: train → export → MD planned to precision → D(T), Ea, σ(300 K) → validate"
+    )
     demo.add_argument("--workdir", default="runs/demo")
     demo.add_argument("--epochs", type=int, default=60, help="training epochs")
     demo.add_argument(
-        "--md-steps", type=int, default=51_000, help="MD steps per temperature (2 fs; 2 + 100 ps)"
+        "--max-md-ns", type=float, default=1.0, help="MD budget per temperature, ns (docs/precision.md)"
     )
-    demo.add_argument("--np", type=int, default=1, help="MPI ranks for LAMMPS")
+    demo.add_argument("--np", type=int, default=1, help="MPI ranks per temperature for LAMMPS")
     demo.add_argument(
         "--backend",
         choices=("auto", "native", "torch"),

@@ -184,6 +184,19 @@ def _md(args: argparse.Namespace) -> None:
     for t in args.temperatures:
         positive("--temperatures", t, "kelvin", "600 800 1000")
     distinct("--temperatures", args.temperatures, "temperature")
+    if args.target_ea is not None or args.target_sigma is not None:
+        if len(args.temperatures) < 2:
+            raise UsageError(
+                f"--target-ea/--target-sigma with -T {' '.join(f'{t:g}' for t in args.temperatures)}: Ea "
+                "and σ(300 K) need at least two temperatures (five for the targets), "
+                "e.g. -T 600 700 800 900 1000"
+            )
+        if args.target_ea is not None and not args.target_ea > 0:
+            raise UsageError(f"--target-ea {args.target_ea:g}: must be > 0 eV, e.g. --target-ea 0.03")
+        if args.target_sigma is not None and not args.target_sigma > 1:
+            raise UsageError(f"--target-sigma {args.target_sigma:g}: must be > 1, e.g. --target-sigma 3")
+        if not args.max_md_ns > 0:
+            raise UsageError(f"--max-md-ns {args.max_md_ns:g}: must be > 0 ns per temperature, e.g. 2")
     at_least("--steps", args.steps, 1, "total MD steps, equilibration included", "50000")
     at_least("--eq-steps", args.eq_steps, 0, "equilibration steps", "5000")
     if args.steps <= args.eq_steps:
@@ -240,6 +253,10 @@ def _arrhenius(args: argparse.Namespace) -> None:
             "e.g. superionic arrhenius runs/md/T*/traj.h5"
         )
     distinct("trajectories", args.trajectories, "trajectory")
+    if not args.target_ea > 0:
+        raise UsageError(f"--target-ea {args.target_ea:g}: must be > 0 eV, e.g. --target-ea 0.03")
+    if not args.target_sigma > 1:
+        raise UsageError(f"--target-sigma {args.target_sigma:g}: must be > 1, e.g. --target-sigma 3")
     for path in args.trajectories:
         input_file("trajectory", path, "trajectory")
     if args.temperatures:
@@ -264,14 +281,10 @@ def _study(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from superionic.demo import DemoSettings
-
     at_least("--epochs", args.epochs, 1, "training epochs", "60")
-    eq = DemoSettings.eq_steps
-    if args.md_steps <= eq:
+    if not args.max_md_ns > 0:
         raise UsageError(
-            f"--md-steps {args.md_steps}: must exceed the demo's {eq} equilibration steps; "
-            f"e.g. --md-steps {DemoSettings.md_steps}"
+            f"--max-md-ns {args.max_md_ns:g}: must be > 0 ns per temperature, e.g. --max-md-ns 1"
         )
     at_least("--np", args.np, 1, "MPI ranks", "1")
     output_dir("--workdir", args.workdir)

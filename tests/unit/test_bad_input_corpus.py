@@ -402,11 +402,16 @@ CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
         ["study", "architecture", "{world.config}", "{world.config}", "--reference", "{tmp}/none.extxyz"],
         ("--reference", "none.extxyz", "no such file"),
     ),
+    (
+        "arrhenius-target",
+        ["arrhenius", "{world.traj}", "{world.structure}", "--target-ea", "0"],
+        ("--target-ea 0", "> 0 eV"),
+    ),
     ("demo-epochs", ["demo", "--epochs", "0", "--workdir", "{tmp}/demo"], ("--epochs 0",)),
     (
-        "demo-steps",
-        ["demo", "--md-steps", "500", "--workdir", "{tmp}/demo"],
-        ("--md-steps 500", "equilibration"),
+        "demo-budget",
+        ["demo", "--max-md-ns", "0", "--workdir", "{tmp}/demo"],
+        ("--max-md-ns 0", "> 0 ns"),
     ),
     ("demo-np", ["demo", "--np", "0", "--workdir", "{tmp}/demo"], ("--np 0",)),
     (

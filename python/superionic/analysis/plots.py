@@ -115,7 +115,9 @@ def plot_arrhenius(
         1000 / grid,
         [f.value for f in fits],
         color="tab:blue",
-        label=f"Ea = {result.activation_energy_eV:.3f} ± {result.activation_energy_stderr_eV:.3f} eV",
+        # The same numbers, in the same form, as every report prints: the value and its 95 % interval.
+        label=f"Ea = {result.activation_energy_eV:.3f} eV (95 % {result.activation_energy_ci95_eV[0]:.3f}–"
+        f"{result.activation_energy_ci95_eV[1]:.3f})",
     )
     ax.fill_between(
         1000 / grid,
@@ -134,7 +136,8 @@ def plot_arrhenius(
             fmt="s",
             color="tab:orange",
             capsize=3,
-            label=f"{extrapolate_to_K:g} K: {point.value:.3g} {units}",
+            label=f"{extrapolate_to_K:g} K: {point.value:.3g} {units} "
+            f"(95 % {point.ci95[0]:.2g}–{point.ci95[1]:.2g})",
         )
     ax.set_yscale("log")
     ax.set_xlabel("1000 / T (1/K)")
