@@ -106,7 +106,9 @@ def plot_validation(
                 line,
                 style,
                 color=colour,
-                label=f"Ea {key} {ea[f'{key}_Ea_eV']:.2f} ± {ea[f'{key}_Ea_stderr_eV']:.2f} eV",
+                # Over the validated temperatures only: not a production Ea, and the label says so.
+                label=f"Ea {key} over {'/'.join(f'{t:g}' for t in sorted(temps))} K: "
+                f"{ea[f'{key}_Ea_eV']:.2f} ± {ea[f'{key}_Ea_stderr_eV']:.2f} eV (s.e.)",
             )
     inverse = [1000 / c.temperature_K for c in comparisons]
     if inverse:
