@@ -12,6 +12,7 @@ import yaml
 from ase.io import read, write
 
 from superionic.data.dataset import split_indices
+from superionic.md.speed import MIN_TIMED_S
 from superionic.studies.architecture import (
     ArchitectureError,
     architecture_study,
@@ -61,14 +62,15 @@ def test_two_sprinters_compared_on_errors_transport_and_cost(tmp_path: Path) -> 
     assert b.speed.cpu_atom_steps_per_s < a.speed.cpu_atom_steps_per_s
     for row in result.rows:
         s = row.speed
-        assert s.atoms == 50 and s.steps == 40
-        assert s.wall_atom_steps_per_s == pytest.approx(50 * 40 / s.wall_s, rel=1e-12)
+        # At least the steps asked; more when 40 steps were too short for LAMMPS's CPU clock.
+        assert s.atoms == 50 and s.steps >= 40 and (s.steps == 40 or s.wall_s >= MIN_TIMED_S)
+        assert s.wall_atom_steps_per_s == pytest.approx(50 * s.steps / s.wall_s, rel=1e-12)
         assert 0 < s.cpu_share <= 1.0 + 1e-9
         assert s.cpu_atom_steps_per_s >= s.wall_atom_steps_per_s
         # The same cell on two ranks, timed for about TWO_RANK_TIMING_S at the one-rank speed.
         two = row.speed_2ranks
         assert two is not None and (two.atoms, two.ranks) == (50, 2)
-        assert two.steps == two_rank_steps(s, 40) and 10 <= two.steps <= 40
+        assert two.steps >= two_rank_steps(s, 40) >= 10
         assert per_core(two) == pytest.approx(two.cpu_atom_steps_per_s / 2, rel=1e-12)
     # Both models are scored on the same held-out frames: `superionic evaluate` of the exported file
     # on exactly those frames gives the study's RMSE.
@@ -107,8 +109,8 @@ def test_two_sprinters_compared_on_errors_transport_and_cost(tmp_path: Path) -> 
     )
     assert checkpoint.stat().st_mtime_ns == stamp
     assert resumed.rows[1].val_force_rmse_eV_per_A == b.val_force_rmse_eV_per_A
-    assert resumed.rows[1].train_wall_s == b.train_wall_s and resumed.rows[1].speed.steps == 10
-    assert resumed.rows[1].speed_2ranks.steps == 10
+    assert resumed.rows[1].train_wall_s == b.train_wall_s and resumed.rows[1].speed.steps >= 10
+    assert resumed.rows[1].speed_2ranks.steps >= 10
 
 
 def test_configs_with_different_data_are_refused(tmp_path: Path) -> None:
