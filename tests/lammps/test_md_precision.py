@@ -77,7 +77,9 @@ def test_md_to_precision_plans_extends_and_reports_the_fit(tmp_path: Path, capsy
     # Each production trajectory is as long as the last round asked (to a whole frame).
     last = rounds[-1]["lengths_ps"]
     for t, length in last.items():
-        with h5py.File(out / "production" / f"T{float(t):g}K" / "traj.h5", "r") as h5:
+        # locking=False: this process may still hold the file through an analysis reader (HDF5
+        # refuses a second handle with other locking flags).
+        with h5py.File(out / "production" / f"T{float(t):g}K" / "traj.h5", "r", locking=False) as h5:
             times = h5["particles/all/position/time"][()]
         assert times[-1] - times[0] == pytest.approx(length, abs=DUMP_EVERY * 0.002 + 1e-9)
 
