@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
-import math
 import os
 import sys
 import traceback
@@ -470,15 +469,15 @@ def _precision_line(result, target_ea: float, target_sigma: float) -> str:
     """Whether the fit reached the precision targets, and if not, how much longer the runs must be:
     every D's error falls as 1/√(run length), so a shortfall f in either target needs f² × the
     length (docs/precision.md)."""
-    lo, hi = result.activation_energy_ci95_eV
-    slo, shi = result.conductivity_300K_ci95_S_per_cm
-    half, factor = 0.5 * (hi - lo), (shi / slo if slo > 0 else math.inf)
-    shortfall = max(half / target_ea, math.log(factor) / math.log(target_sigma))
+    from superionic.workflows.precision import Targets, reached_precision, shortfall
+
+    half, factor = reached_precision(result)
+    missed_by = shortfall(half, factor, Targets(target_ea, target_sigma))
     met = f"Ea ± {half:.3f} eV (target {target_ea:g}), σ(300 K) factor {factor:.3g} (target {target_sigma:g})"
-    if shortfall <= 1.0:
+    if missed_by <= 1.0:
         return f"precision: {met}: both met"
     return (
-        f"precision: {met}: not met; runs about {shortfall**2:.2g}× as long (superionic md --extend), "
+        f"precision: {met}: not met; runs about {missed_by**2:.2g}× as long (superionic md --extend), "
         "more ions, or a lower lowest temperature would reach them"
     )
 

@@ -61,6 +61,23 @@ class Targets:
             raise PrecisionError(f"--max-hours {self.wall_hours:g}: must be > 0 hours")
 
 
+def reached_precision(arrhenius) -> tuple[float, float]:
+    """(95 % half-width of Ea in eV, upper/lower factor of σ(300 K)'s 95 % interval) of an
+    ``ArrheniusReport``: what the targets are judged on."""
+    lo, hi = arrhenius.activation_energy_ci95_eV
+    slo, shi = arrhenius.conductivity_300K_ci95_S_per_cm
+    return 0.5 * (hi - lo), (shi / slo if slo > 0 else math.inf)
+
+
+def shortfall(ea_half_width_eV: float, sigma_factor: float, targets: Targets) -> float:
+    """By how much the precision misses the targets (≤ 1: both met): errors fall as 1/√(run
+    length), so a shortfall f needs f² × the length."""
+    return max(
+        ea_half_width_eV / targets.ea_half_width_eV,
+        math.log(sigma_factor) / math.log(targets.sigma_factor),
+    )
+
+
 def inverse_kT(temperatures_K: Sequence[float]) -> np.ndarray:
     return 1.0 / (BOLTZMANN_EV_PER_K * np.asarray(temperatures_K, dtype=float))
 

@@ -44,6 +44,8 @@ from superionic.workflows.precision import (
     needed_log_error,
     plan_lengths,
     predicted_precision,
+    reached_precision,
+    shortfall,
     spaced_in_inverse,
 )
 
@@ -250,12 +252,8 @@ class _Runner:
                 predicted = predicted_precision(list(errors), list(errors.values()))
                 # Every point must be more precise by the factor the fit misses its targets by
                 # (errors add in quadrature over the points, so the scale carries over).
-                shortfall = max(
-                    ea_half / request.targets.ea_half_width_eV,
-                    math.log(factor) / math.log(request.targets.sigma_factor),
-                    1.0,
-                )
-                needed = min(needed, max(errors.values()) / shortfall) if shortfall > 1 else needed
+                missed_by = max(shortfall(ea_half, factor, request.targets), 1.0)
+                needed = min(needed, max(errors.values()) / missed_by) if missed_by > 1 else needed
             else:
                 predicted = (math.inf, math.inf)
             rounds.append(
@@ -359,12 +357,7 @@ class _Runner:
         self, arrhenius: ArrheniusReport | None, plan: Plan, lengths, last, budget
     ) -> dict[str, Any]:
         t = self.request.targets
-        ea_half, factor = math.inf, math.inf
-        if arrhenius is not None:
-            lo, hi = arrhenius.activation_energy_ci95_eV
-            ea_half = 0.5 * (hi - lo)
-            slo, shi = arrhenius.conductivity_300K_ci95_S_per_cm
-            factor = shi / slo if slo > 0 else math.inf
+        ea_half, factor = reached_precision(arrhenius) if arrhenius is not None else (math.inf, math.inf)
         met_ea, met_sigma = ea_half <= t.ea_half_width_eV, factor <= t.sigma_factor
         advice = None
         if not (met_ea and met_sigma) and not last["log_errors"]:
